@@ -1,0 +1,42 @@
+# One entry point for a fresh machine: `make demo` and `make test` set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU wheel of torch must be installed before anything that depends on torch, or pip
+# resolves torch to a CUDA build of several GB.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup demo test lint docs notebooks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@if $(BIN)/python -m pip list 2>/dev/null | grep -qi '^nvidia-'; then \
+		echo "error: CUDA packages (nvidia-*) were installed; install the CPU torch first." >&2; \
+		exit 1; fi
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cancergpt-scvi demo --out demo_output
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15 tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/run_notebooks.py notebooks
+
+clean:
+	rm -rf docs/_build docs/generated demo_output .pytest_cache .ruff_cache

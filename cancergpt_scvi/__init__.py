@@ -1,0 +1,23 @@
+"""CancerGPT, the single-cell foundation model of malignant cells, as a scverse plugin."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import data, model, module, nn, plotting, train, workflow
+from .model import CancerGPTModel, SurvivalModel
+
+try:
+    __version__ = version("cancergpt-scvi")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CancerGPTModel",
+    "SurvivalModel",
+    "data",
+    "model",
+    "module",
+    "nn",
+    "plotting",
+    "train",
+    "workflow",
+]

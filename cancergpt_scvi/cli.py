@@ -1,0 +1,58 @@
+"""The ``cancergpt-scvi`` command: ``demo`` and ``embed``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cancergpt-scvi", description="CancerGPT single-cell foundation model (scverse)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser(
+        "demo", help="Simulate an atlas, pretrain on CPU, embed, score with scib-metrics, plot."
+    )
+    demo.add_argument("--out", default="demo_output", help="Output folder.")
+    demo.add_argument("--n-cells", type=int, default=2000)
+    demo.add_argument("--n-genes", type=int, default=1000)
+    demo.add_argument("--max-epochs", type=int, default=8)
+    demo.add_argument("--preset", default="cpu-small")
+    demo.add_argument("--seed", type=int, default=0)
+
+    embed = sub.add_parser("embed", help="Embed an h5ad file with a saved model.")
+    embed.add_argument("input", help="Input .h5ad file.")
+    embed.add_argument("--model", required=True, help="Folder written by CancerGPTModel.save.")
+    embed.add_argument("--out", required=True, help="Output .h5ad file.")
+    embed.add_argument("--key", default="X_cancergpt", help="obsm key of the embedding.")
+    embed.add_argument("--batch-size", type=int, default=64)
+    embed.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cancergpt-scvi`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from cancergpt_scvi.workflow import embed_file, run_demo
+
+    try:
+        if args.command == "demo":
+            paths = run_demo(
+                args.out, args.n_cells, args.n_genes, args.max_epochs, args.preset, args.seed
+            )
+            for name, path in paths.items():
+                print(f"{name}: {path}")
+        else:
+            embed_file(args.input, args.model, args.out, args.key, args.batch_size, args.overwrite)
+            print(f"wrote {args.out}")
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

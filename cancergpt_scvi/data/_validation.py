@@ -1,0 +1,63 @@
+"""Checks of user data before it reaches a model."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+_CHUNK = 10_000
+
+
+def check_expression(adata: ad.AnnData, layer: str | None = None) -> None:
+    """Refuse expression with negative or non-finite values, or a layer that does not exist.
+
+    Dense and backed matrices are read in row chunks so the check needs little memory.
+    """
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(
+            f"layer={layer!r} is not in adata.layers (layers: {list(adata.layers.keys())}); "
+            "pass layer=None to use adata.X."
+        )
+    matrix = adata.X if layer is None else adata.layers[layer]
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    if matrix is None:
+        raise ValueError(f"{where} is empty (None); put expression values there.")
+    for start in range(0, adata.n_obs, _CHUNK):
+        block = matrix[start : start + _CHUNK]
+        values = block.data if sparse.issparse(block) else np.asarray(block)
+        if not np.issubdtype(values.dtype, np.number):
+            raise TypeError(f"{where} must be numeric, got dtype {values.dtype}.")
+        if not np.isfinite(values).all():
+            raise ValueError(
+                f"{where} holds non-finite values (NaN or inf); CancerGPT needs finite "
+                "non-negative expression (raw counts, or normalised values). Fill or drop them."
+            )
+        if (values < 0).any():
+            raise ValueError(
+                f"{where} holds negative values (min {values.min():.3g}); CancerGPT bins "
+                "non-negative expression. Use raw counts or normalised (not scaled / centred) "
+                "values, e.g. a 'counts' layer."
+            )
+
+
+def check_categorical_obs(adata: ad.AnnData, key: str | None, argument: str) -> None:
+    """Refuse an obs column that is missing, continuous, or has missing values."""
+    if key is None:
+        return
+    if key not in adata.obs.columns:
+        raise KeyError(
+            f"{argument}={key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)})."
+        )
+    column = adata.obs[key]
+    if pd.api.types.is_float_dtype(column):
+        raise TypeError(
+            f"adata.obs[{key!r}] (the {argument}) is a float column; it must be categorical "
+            f"(e.g. adata.obs[{key!r}] = adata.obs[{key!r}].astype(str).astype('category'))."
+        )
+    if column.isna().any():
+        raise ValueError(
+            f"adata.obs[{key!r}] (the {argument}) has {int(column.isna().sum())} missing "
+            "values; fill them (e.g. with 'unknown') first."
+        )

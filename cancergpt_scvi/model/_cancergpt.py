@@ -1,0 +1,392 @@
+"""CancerGPTModel: the user-facing scvi-tools model."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+from scvi.utils import setup_anndata_dsp, track
+
+from cancergpt_scvi._constants import BATCH_KEY, DOMAIN_KEYS, TECHNOLOGY_KEY, TISSUE_KEY, X_KEY
+from cancergpt_scvi.data._binning import BinningMode
+from cancergpt_scvi.data._validation import check_categorical_obs, check_expression
+from cancergpt_scvi.data._vocab import GeneVocab
+from cancergpt_scvi.model._presets import PRESETS
+from cancergpt_scvi.module import CancerGPTModule
+from cancergpt_scvi.train import CancerGPTTrainingPlan, OversamplingDataSplitter
+
+logger = logging.getLogger(__name__)
+
+_CATEGORICAL_SETUP_ARGS = {
+    "batch_key": BATCH_KEY,
+    "technology_key": TECHNOLOGY_KEY,
+    "tissue_key": TISSUE_KEY,
+}
+
+
+class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
+    """CancerGPT: a transformer foundation model of malignant cells.
+
+    Each cell becomes a ``<cls>`` token followed by gene tokens whose values are the cell's
+    expression binned by its own quantiles (51 bins). Pretraining combines masked expression
+    prediction, expression prediction from the cell embedding (MVC), and domain-adversarial
+    losses (gradient reversal) against the registered batch and technology, with tissue- and
+    technology-aware oversampling. The cell embedding is the L2-normalised ``<cls>`` output.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    vocab
+        Gene vocabulary (a :class:`~cancergpt_scvi.data.GeneVocab` or ``{token: id}``
+        mapping). Default: built from the registered genes.
+    preset
+        Architecture preset: ``"cpu-small"``, ``"cpu-base"`` or ``"release"`` (E=256,
+        6 layers, 8 heads, FFN 512, dropout 0.2, 1,200 tokens).
+    **module_kwargs
+        Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
+        arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``...).
+
+    Examples
+    --------
+    >>> adata = cancergpt_scvi.data.simulate_malignant_atlas(n_cells=2000)
+    >>> CancerGPTModel.setup_anndata(
+    ...     adata, batch_key="batch", technology_key="technology", tissue_key="tissue"
+    ... )
+    >>> model = CancerGPTModel(adata, preset="cpu-small")
+    >>> model.train(max_epochs=5)
+    >>> adata.obsm["X_cancergpt"] = model.get_latent_representation()
+    >>> sc.pp.neighbors(adata, use_rep="X_cancergpt")
+    """
+
+    _module_cls = CancerGPTModule
+    _training_plan_cls = CancerGPTTrainingPlan
+    _data_splitter_cls = OversamplingDataSplitter
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        vocab: GeneVocab | Mapping[str, int] | None = None,
+        preset: Literal["cpu-small", "cpu-base", "release"] = "cpu-small",
+        **module_kwargs,
+    ):
+        super().__init__(adata)
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown preset {preset!r}; choose one of {list(PRESETS)}.")
+        symbols = self._gene_symbols(adata)
+        if vocab is None:
+            vocab = GeneVocab.from_genes(symbols)
+        elif not isinstance(vocab, GeneVocab):
+            vocab = GeneVocab(vocab)
+        self.vocab = vocab
+        ids = vocab.match(adata, self.registry_["setup_args"]["gene_symbols_key"])
+        gene_ids = np.where(ids >= 0, ids, vocab.pad_id)
+        #: Gene symbols of the registered columns: the model's input gene space.
+        self.input_genes_ = list(symbols)
+
+        n_domains = {
+            name: self.summary_stats[f"n_{key}"]
+            for name, key in DOMAIN_KEYS.items()
+            if f"n_{key}" in self.summary_stats
+        }
+        config = {**PRESETS[preset], **module_kwargs}
+        self.module = self._module_cls(
+            gene_ids=torch.as_tensor(gene_ids),
+            n_tokens=vocab.size,
+            cls_id=vocab.cls_id,
+            pad_id=vocab.pad_id,
+            n_domains=n_domains,
+            **config,
+        )
+        self._model_summary_string = (
+            f"CancerGPTModel ({preset}: embed_dim={config['embed_dim']}, "
+            f"n_layers={config['n_layers']}, n_heads={config['n_heads']}), "
+            f"{int((ids >= 0).sum())} input genes, adversarial covariates: "
+            f"{list(self.module.domain_discriminators) or 'none'}"
+        )
+        vocab = vocab.to_dict()  # stored as a plain mapping in init_params_
+        self.init_params_ = self._get_init_params(locals())
+
+    # -- data registration ------------------------------------------------------------------
+    @classmethod
+    @setup_anndata_dsp.dedent
+    def setup_anndata(
+        cls,
+        adata: ad.AnnData,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        technology_key: str | None = None,
+        tissue_key: str | None = None,
+        gene_symbols_key: str | None = None,
+        **kwargs,
+    ) -> None:
+        """Register an AnnData for CancerGPT.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes, raw counts or other non-negative expression (binned per cell, so
+            the scale does not matter).
+        layer
+            Layer with the expression; ``None`` uses ``adata.X``.
+        batch_key
+            ``obs`` column of the batch (sample, patient, study): an adversarial covariate.
+        technology_key
+            ``obs`` column of the sequencing technology: an adversarial covariate and an
+            oversampling stratum.
+        tissue_key
+            ``obs`` column of the tissue of origin: drives oversampling of rare tissues.
+        gene_symbols_key
+            ``var`` column with gene symbols, when ``var_names`` are not symbols.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        if adata.n_vars == 0:
+            raise ValueError("adata has no genes.")
+        check_expression(adata, layer)
+        for argument, key in (
+            ("batch_key", batch_key),
+            ("technology_key", technology_key),
+            ("tissue_key", tissue_key),
+        ):
+            check_categorical_obs(adata, key, argument)
+        if gene_symbols_key is not None and gene_symbols_key not in adata.var.columns:
+            raise KeyError(
+                f"gene_symbols_key={gene_symbols_key!r} is not a column of adata.var "
+                f"(columns: {list(adata.var.columns)})."
+            )
+        anndata_fields = [
+            LayerField(X_KEY, layer, is_count_data=False),
+            CategoricalObsField(BATCH_KEY, batch_key),
+            CategoricalObsField(TECHNOLOGY_KEY, technology_key),
+            CategoricalObsField(TISSUE_KEY, tissue_key),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    def _gene_symbols(self, adata: ad.AnnData) -> pd.Index:
+        key = self.registry_["setup_args"]["gene_symbols_key"]
+        if key is None:
+            return adata.var_names.astype(str)
+        if key not in adata.var.columns:
+            raise KeyError(f"adata.var has no column {key!r} (the model's gene_symbols_key).")
+        return pd.Index(adata.var[key].astype(str))
+
+    # -- training ---------------------------------------------------------------------------
+    def train(
+        self,
+        max_epochs: int | None = None,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        oversample: bool = True,
+        adversarial_weight: float = 1.0,
+        adversarial_schedule: Literal["constant", "linear", "dann"] = "dann",
+        weight_decay: float = 0.01,
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        early_stopping: bool = False,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        datasplitter_kwargs: dict | None = None,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Pretrain (or fine-tune) with scvi-tools' training plan and runner on Lightning.
+
+        Parameters
+        ----------
+        max_epochs
+            Passes over the (oversampled) training set; default: scvi-tools' heuristic.
+        batch_size
+            Cells per minibatch.
+        lr
+            AdamW learning rate.
+        oversample
+            Tissue- and technology-aware oversampling of the training cells
+            (:func:`~cancergpt_scvi.data.oversampling_weights`).
+        adversarial_weight
+            Weight of the reversed discriminator gradient (0: no adversarial push).
+        adversarial_schedule
+            Ramp of that weight: ``"constant"``, ``"linear"`` or ``"dann"``.
+        weight_decay
+            AdamW weight decay.
+        train_size, validation_size
+            Split fractions (scvi-tools' :class:`~scvi.dataloaders.DataSplitter`).
+        early_stopping
+            Stop when the validation reconstruction loss stops improving.
+        accelerator, devices
+            Lightning accelerator and devices.
+        datasplitter_kwargs, plan_kwargs
+            More arguments for :class:`~cancergpt_scvi.train.OversamplingDataSplitter` and
+            :class:`~cancergpt_scvi.train.CancerGPTTrainingPlan`.
+        **trainer_kwargs
+            Passed to :class:`~scvi.train.Trainer` (e.g. ``enable_progress_bar``).
+        """
+        plan = {
+            "lr": lr,
+            "optimizer": "AdamW",
+            "eps": 1e-8,
+            "weight_decay": weight_decay,
+            "adversarial_weight": adversarial_weight,
+            "adversarial_schedule": adversarial_schedule,
+            **(plan_kwargs or {}),
+        }
+        splitter = {"oversample": oversample, **(datasplitter_kwargs or {})}
+        # scvi-tools validates only with early stopping; users want the validation curve
+        trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        return super().train(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            train_size=train_size,
+            validation_size=validation_size,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            datasplitter_kwargs=splitter,
+            plan_kwargs=plan,
+            **trainer_kwargs,
+        )
+
+    # -- embedding --------------------------------------------------------------------------
+    def _aligned_copy(self, adata: ad.AnnData) -> tuple[ad.AnnData, torch.Tensor]:
+        """An AnnData in the model's input gene space, for embedding foreign data.
+
+        Genes are matched by symbol through the vocabulary; model genes missing from ``adata``
+        become absent tokens (never zeros posing as measurements). ``obs`` only carries
+        placeholders for the registered fields, which embedding does not use.
+        """
+        setup = self.registry_["setup_args"]
+        layer = setup["layer"]
+        check_expression(adata, layer)
+        key = setup["gene_symbols_key"]
+        if key is not None and key not in adata.var.columns:
+            raise KeyError(
+                f"adata.var has no column {key!r}; the model was set up with "
+                f"gene_symbols_key={key!r}."
+            )
+        symbols = adata.var_names.astype(str) if key is None else adata.var[key].astype(str)
+        position = {g: i for i, g in enumerate(self.input_genes_)}
+        src = np.array([j for j, g in enumerate(symbols) if g in position], dtype=np.int64)
+        dst = np.array([position[symbols[j]] for j in src], dtype=np.int64)
+        usable = self.module.gene_ids.cpu().numpy()[dst] != self.vocab.pad_id if len(dst) else []
+        n_found = int(np.sum(usable))
+        if n_found == 0:
+            raise ValueError(
+                f"None of the {adata.n_vars} genes of this AnnData are among the model's "
+                f"{len(self.input_genes_)} input genes (e.g. {self.input_genes_[:3]}; this "
+                f"AnnData has {list(symbols[:3])}). Match gene identifiers (symbols), or set "
+                "gene_symbols_key."
+            )
+        if n_found < len(self.input_genes_):
+            logger.info(
+                "%d of the model's %d input genes are in this AnnData; the others are left out "
+                "of the token sequences.",
+                n_found,
+                len(self.input_genes_),
+            )
+        matrix = adata.X if layer is None else adata.layers[layer]
+        select = sparse.csr_matrix(
+            (np.ones(len(src), dtype=np.float32), (src, dst)),
+            shape=(adata.n_vars, len(self.input_genes_)),
+        )
+        aligned_x = sparse.csr_matrix(matrix) @ select
+        obs = pd.DataFrame(index=adata.obs_names.copy())
+        for argument, reg_key in _CATEGORICAL_SETUP_ARGS.items():
+            if setup[argument] is not None:
+                # from the saved registry, so this also works for a model loaded without data
+                field = self.registry_["field_registries"][reg_key]
+                categories = field["state_registry"]["categorical_mapping"]
+                obs[setup[argument]] = pd.Categorical(
+                    np.repeat(categories[0], adata.n_obs), categories=categories
+                )
+        aligned = ad.AnnData(X=aligned_x.astype(np.float32), obs=obs)
+        aligned.var_names = self.adata.var_names if self.adata is not None else self.input_genes_
+        if layer is not None:
+            aligned.layers[layer] = aligned.X
+        present = np.zeros(len(self.input_genes_), dtype=bool)
+        present[dst] = True
+        gene_ids = torch.where(
+            torch.as_tensor(present, device=self.module.gene_ids.device),
+            self.module.gene_ids,
+            torch.full_like(self.module.gene_ids, self.vocab.pad_id),
+        )
+        return aligned, gene_ids
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata: ad.AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        binning: BinningMode | None = None,
+        progress_bar: bool = True,
+    ) -> np.ndarray:
+        """Cell embeddings: the L2-normalised ``<cls>`` output, ``(n_obs, embed_dim)`` float32.
+
+        Deterministic (eval mode, deterministic binning by default), on dense or sparse data.
+
+        Parameters
+        ----------
+        adata
+            Cells to embed; default: the registered AnnData. Another AnnData may have its genes
+            in another order or only some of them (matched by symbol); it needs no setup.
+        indices
+            Cells of ``adata`` to embed.
+        batch_size
+            Cells per forward pass (default 64).
+        binning
+            ``"deterministic"`` (default) or ``"release"`` (random tie spreading).
+        progress_bar
+            Show a progress bar.
+        """
+        self.module.eval()
+        gene_ids = None
+        foreign = adata is not None and adata is not self.adata
+        if foreign:
+            if adata.n_obs == 0:
+                warnings.warn(
+                    "The AnnData has no cells; returning an empty embedding.", stacklevel=2
+                )
+                return np.zeros((0, self.module.embed_dim), dtype=np.float32)
+            adata, gene_ids = self._aligned_copy(adata)
+        adata = self._validate_anndata(adata)
+        dataloader = self._make_data_loader(
+            adata=adata, indices=indices, batch_size=batch_size or 64, shuffle=False
+        )
+        chunks, n_empty = [], 0
+        for tensors in track(
+            dataloader, description="Embedding cells", disable=not progress_bar, style="tqdm"
+        ):
+            x = tensors[X_KEY].to(self.device)
+            n_empty += int((x.sum(dim=1) == 0).sum())
+            chunks.append(self.module.embed(x, gene_ids, binning=binning).cpu().numpy())
+        if foreign:
+            # the aligned copy is throw-away: drop its manager so the model does not keep it alive
+            manager = self.get_anndata_manager(adata)
+            self._per_instance_manager_store[self.id].pop(manager.adata_uuid, None)
+        if n_empty:
+            warnings.warn(
+                f"{n_empty} cells have no expression; their embedding carries no information "
+                "(the <cls> token alone).",
+                stacklevel=2,
+            )
+        if not chunks:
+            return np.zeros((0, self.module.embed_dim), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, dir_path: str, overwrite: bool = False, save_anndata: bool = False, **kwargs):
+        """Save the model (scvi-tools format) and its vocabulary (``vocab.json``) to a folder."""
+        super().save(dir_path, overwrite=overwrite, save_anndata=save_anndata, **kwargs)
+        self.vocab.to_json(Path(dir_path) / "vocab.json")

@@ -1,0 +1,228 @@
+"""The CancerGPT transformer as an scvi-tools module."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+from cancergpt_scvi._constants import DOMAIN_KEYS
+from cancergpt_scvi.data._binning import BinningMode, bin_expression
+from cancergpt_scvi.data._tokenize import GeneSelection, TokenBatch, tokenize
+from cancergpt_scvi.nn import (
+    ContinuousValueEncoder,
+    DomainDiscriminator,
+    ExpressionDecoder,
+    GeneEncoder,
+    GradientReversal,
+    MVCDecoder,
+    TransformerEncoder,
+)
+
+#: Value given to masked tokens in the masked-expression objective.
+MASK_VALUE = -1.0
+
+
+class CancerGPTModule(BaseModuleClass):
+    """Transformer over ``<cls>`` + gene tokens with binned expression values.
+
+    The layout and names of the encoder (``gene_encoder``, ``value_encoder``, ``encoder``)
+    are those of the published release, so its weights load as they are.
+
+    Parameters
+    ----------
+    gene_ids
+        ``(n_input_genes,)`` token id of each input gene (column of the registered data);
+        ``pad_id`` for genes outside the vocabulary.
+    n_tokens
+        Size of the vocabulary's embedding table.
+    cls_id, pad_id
+        Ids of ``<cls>`` and ``<pad>``.
+    n_domains
+        Number of categories of each adversarial covariate, e.g.
+        ``{"batch": 12, "technology": 2}``; covariates with one category get no discriminator.
+    embed_dim, n_layers, n_heads, ffn_dim, dropout
+        Transformer size (release: 256, 6, 8, 512, 0.2).
+    n_bins
+        Expression bins, zero bin included.
+    max_seq_len
+        Longest token sequence, ``<cls>`` included.
+    gene_selection
+        ``"expressed"`` (each cell's expressed genes) or ``"fixed"`` (every input gene).
+    mask_ratio
+        Fraction of gene tokens masked for the masked-expression objective.
+    use_mvc
+        Add the MVC objective (expression predicted from the cell embedding).
+    train_binning, eval_binning
+        Tie rule of the binning while training (``"release"``: random spreading) and when
+        embedding (``"deterministic"`` by default, so embeddings are reproducible).
+    """
+
+    def __init__(
+        self,
+        gene_ids: torch.Tensor,
+        n_tokens: int,
+        cls_id: int = 0,
+        pad_id: int = 1,
+        n_domains: Mapping[str, int] | None = None,
+        embed_dim: int = 256,
+        n_layers: int = 6,
+        n_heads: int = 8,
+        ffn_dim: int = 512,
+        dropout: float = 0.2,
+        n_bins: int = 51,
+        max_seq_len: int = 1200,
+        gene_selection: GeneSelection = "expressed",
+        mask_ratio: float = 0.4,
+        use_mvc: bool = True,
+        train_binning: BinningMode = "release",
+        eval_binning: BinningMode = "deterministic",
+    ):
+        super().__init__()
+        if embed_dim % n_heads:
+            raise ValueError(f"embed_dim={embed_dim} must be divisible by n_heads={n_heads}.")
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}.")
+        self.register_buffer("gene_ids", torch.as_tensor(gene_ids, dtype=torch.long))
+        self.cls_id, self.pad_id = int(cls_id), int(pad_id)
+        self.n_bins, self.max_seq_len = n_bins, max_seq_len
+        self.gene_selection, self.mask_ratio, self.use_mvc = gene_selection, mask_ratio, use_mvc
+        self.train_binning, self.eval_binning = train_binning, eval_binning
+        self.embed_dim = embed_dim
+
+        self.gene_encoder = GeneEncoder(n_tokens, embed_dim, padding_idx=pad_id)
+        self.value_encoder = ContinuousValueEncoder(embed_dim, dropout)
+        self.encoder = TransformerEncoder(embed_dim, n_layers, n_heads, ffn_dim, dropout)
+        self.expr_decoder = ExpressionDecoder(embed_dim)
+        self.mvc_decoder = MVCDecoder(embed_dim) if use_mvc else None
+        self.grl = GradientReversal(1.0)
+        self.domain_discriminators = nn.ModuleDict(
+            {
+                key: DomainDiscriminator(embed_dim, int(n))
+                for key, n in (n_domains or {}).items()
+                if int(n) > 1
+            }
+        )
+
+    # -- tokens and encoder -----------------------------------------------------------------
+    def tokenize(
+        self,
+        x: torch.Tensor,
+        gene_ids: torch.Tensor | None = None,
+        binning: BinningMode | None = None,
+        random_genes: bool = False,
+    ) -> TokenBatch:
+        """Bin each cell's expression and build its token sequence."""
+        gene_ids = self.gene_ids if gene_ids is None else gene_ids.to(x.device)
+        binning = binning or (self.train_binning if self.training else self.eval_binning)
+        bins = bin_expression(x, self.n_bins, mode=binning)
+        return tokenize(
+            bins,
+            gene_ids,
+            self.cls_id,
+            self.pad_id,
+            self.max_seq_len,
+            selection=self.gene_selection,
+            random=random_genes,
+        )
+
+    def encode(self, tokens: TokenBatch, values: torch.Tensor | None = None) -> torch.Tensor:
+        """Transformer output ``(B, L, E)`` for token ids and (possibly masked) values."""
+        values = tokens.values if values is None else values
+        h = self.gene_encoder(tokens.gene_ids) + self.value_encoder(values)
+        return self.encoder(h, tokens.padding_mask)
+
+    @torch.inference_mode()
+    def embed(
+        self,
+        x: torch.Tensor,
+        gene_ids: torch.Tensor | None = None,
+        binning: BinningMode | None = None,
+    ) -> torch.Tensor:
+        """L2-normalised ``<cls>`` embedding of each cell (no masking, eval mode expected)."""
+        tokens = self.tokenize(x, gene_ids, binning=binning)
+        cell = self.encode(tokens)[:, 0]
+        return F.normalize(cell.float(), dim=-1)
+
+    # -- scvi-tools module contract ---------------------------------------------------------
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
+        return {"x": tensors[REGISTRY_KEYS.X_KEY]}
+
+    def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
+        return {
+            "token_out": inference_outputs["token_out"],
+            "tokens": inference_outputs["tokens"],
+        }
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor, gene_ids: torch.Tensor | None = None) -> dict:
+        """Tokenise, mask a fraction of gene tokens, and encode.
+
+        Returns the token batch, the mask, the transformer output and the cell embedding
+        (the L2-normalised ``<cls>`` output).
+        """
+        tokens = self.tokenize(x, gene_ids, random_genes=self.training)
+        masked = tokens.gene_positions & (
+            torch.rand(tokens.values.shape, device=x.device) < self.mask_ratio
+        )
+        values = torch.where(masked, torch.full_like(tokens.values, MASK_VALUE), tokens.values)
+        token_out = self.encode(tokens, values)
+        cell = F.normalize(token_out[:, 0], dim=-1)
+        return {"tokens": tokens, "masked": masked, "token_out": token_out, "z": cell}
+
+    @auto_move_data
+    def generative(self, token_out: torch.Tensor, tokens: TokenBatch) -> dict:
+        """Predict expression bins: per token (masked objective) and from the cell (MVC)."""
+        out = {"expr_pred": self.expr_decoder(token_out)}
+        if self.mvc_decoder is not None:
+            out["mvc_pred"] = self.mvc_decoder(token_out[:, 0], self.gene_encoder(tokens.gene_ids))
+        return out
+
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict,
+        generative_outputs: dict,
+        mvc_weight: float = 1.0,
+    ) -> LossOutput:
+        """Masked expression MSE + MVC MSE + adversarial domain cross-entropies.
+
+        The discriminators learn to recognise each domain from the cell embedding; the gradient
+        reversal layer in front of them (weight set by the training plan) pushes the encoder the
+        other way, towards an embedding that does not reveal the domain.
+        """
+        tokens: TokenBatch = inference_outputs["tokens"]
+        masked = inference_outputs["masked"].float()
+        target = tokens.values
+        sq = (generative_outputs["expr_pred"] - target) ** 2
+        n_masked = masked.sum(dim=1).clamp(min=1)
+        mlm = (sq * masked).sum(dim=1) / n_masked  # per cell
+        per_cell = mlm
+        metrics = {"mlm_loss": mlm.mean()}
+        if "mvc_pred" in generative_outputs:
+            genes = tokens.gene_positions.float()
+            mvc = ((generative_outputs["mvc_pred"] - target) ** 2 * genes).sum(dim=1)
+            mvc = mvc / genes.sum(dim=1).clamp(min=1)
+            per_cell = per_cell + mvc_weight * mvc
+            metrics["mvc_loss"] = mvc.mean()
+
+        adversarial = torch.zeros((), device=target.device)
+        reversed_emb = self.grl(inference_outputs["z"])
+        for key, disc in self.domain_discriminators.items():
+            labels = tensors[DOMAIN_KEYS[key]].long().view(-1)
+            logits = disc(reversed_emb)
+            ce = F.cross_entropy(logits, labels)
+            adversarial = adversarial + ce
+            metrics[f"adv_loss_{key}"] = ce.detach()
+            metrics[f"disc_acc_{key}"] = (logits.argmax(-1) == labels).float().mean()
+        total = per_cell.mean() + adversarial
+        return LossOutput(
+            loss=total,
+            reconstruction_loss=per_cell,
+            n_obs_minibatch=per_cell.shape[0],
+            extra_metrics=metrics,
+        )

@@ -1,0 +1,20 @@
+"""Neural-network building blocks of CancerGPT."""
+
+from ._decoders import ExpressionDecoder, MVCDecoder
+from ._domain_discriminator import DomainDiscriminator
+from ._encoders import ContinuousValueEncoder, GeneEncoder
+from ._gradient_reversal import GradientReversal, grad_reverse
+from ._transformer import SelfAttention, TransformerEncoder, TransformerLayer
+
+__all__ = [
+    "ContinuousValueEncoder",
+    "DomainDiscriminator",
+    "ExpressionDecoder",
+    "GeneEncoder",
+    "GradientReversal",
+    "MVCDecoder",
+    "SelfAttention",
+    "TransformerEncoder",
+    "TransformerLayer",
+    "grad_reverse",
+]

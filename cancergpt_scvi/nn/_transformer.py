@@ -1,0 +1,103 @@
+"""Post-norm transformer encoder on ``scaled_dot_product_attention``.
+
+The arithmetic and parameter names are those of ``torch.nn.TransformerEncoderLayer``
+(``norm_first=False``, ReLU, ``batch_first=True``), which the published CancerGPT weights were
+trained with; attention calls :func:`torch.nn.functional.scaled_dot_product_attention`
+directly, which on CPU and GPU is far faster with a padding mask than the masked softmax of
+torch's own encoder fast path.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a stacked q/k/v projection (``in_proj_weight``)."""
+
+    def __init__(self, embed_dim: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if embed_dim % n_heads:
+            raise ValueError(f"embed_dim={embed_dim} must be divisible by n_heads={n_heads}.")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim))
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, length, dim = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        qkv = qkv.view(batch, length, 3, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
+        # True where attention is allowed: every query may look at non-padding keys
+        attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            qkv[0],
+            qkv[1],
+            qkv[2],
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
+
+
+class TransformerLayer(nn.Module):
+    """``x = norm1(x + SelfAttn(x)); x = norm2(x + Linear2(Dropout(ReLU(Linear1(x)))))``.
+
+    ``attention_dropout`` defaults to 0: dropout on the attention matrix forces the slow
+    non-fused attention kernel on CPU; the residual and feed-forward dropouts stay.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        n_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.self_attn = SelfAttention(embed_dim, n_heads, attention_dropout)
+        self.linear1 = nn.Linear(embed_dim, ffn_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(ffn_dim, embed_dim)
+        self.norm1 = nn.LayerNorm(embed_dim)
+        self.norm2 = nn.LayerNorm(embed_dim)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm1(x + self.dropout1(self.self_attn(x, padding_mask)))
+        ffn = self.linear2(self.dropout(F.relu(self.linear1(x))))
+        return self.norm2(x + self.dropout2(ffn))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of :class:`TransformerLayer` (weights under ``layers.{i}``)."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        n_layers: int,
+        n_heads: int,
+        ffn_dim: int,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TransformerLayer(embed_dim, n_heads, ffn_dim, dropout, attention_dropout)
+            for _ in range(n_layers)
+        )
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        # a mask with no padding at all is dropped: unmasked attention takes the fastest kernel
+        if padding_mask is not None and not bool(padding_mask.any()):
+            padding_mask = None
+        for layer in self.layers:
+            x = layer(x, padding_mask)
+        return x

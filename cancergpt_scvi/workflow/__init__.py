@@ -1,0 +1,6 @@
+"""End-to-end workflows behind the ``cancergpt-scvi`` command."""
+
+from ._demo import run_demo
+from ._embed import embed_file
+
+__all__ = ["embed_file", "run_demo"]

@@ -1,0 +1,44 @@
+"""Shared fixtures: small simulated data and a tiny, quickly trained model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+#: A model small enough to train in seconds on a 2-core CPU.
+TINY = {"embed_dim": 32, "n_layers": 1, "n_heads": 2, "ffn_dim": 64, "max_seq_len": 64}
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def atlas():
+    from cancergpt_scvi.data import simulate_malignant_atlas
+
+    return simulate_malignant_atlas(
+        n_cells=400,
+        n_genes=300,
+        tissues={"Breast": 0.7, "Brain": 0.2, "Kidney": 0.1},
+        n_patients_per_tissue=2,
+        seed=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_model(atlas):
+    import scvi
+
+    from cancergpt_scvi import CancerGPTModel
+
+    scvi.settings.seed = 0
+    adata = atlas.copy()
+    CancerGPTModel.setup_anndata(
+        adata, batch_key="batch", technology_key="technology", tissue_key="tissue"
+    )
+    model = CancerGPTModel(adata, **TINY)
+    model.train(max_epochs=4, batch_size=64, enable_progress_bar=False)
+    return model

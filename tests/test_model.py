@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import scanpy as sc
+from scipy import sparse
+
+from cancergpt_scvi import CancerGPTModel
+from tests.conftest import TINY
+
+
+def _setup(adata, **kwargs):
+    kwargs = {
+        "batch_key": "batch",
+        "technology_key": "technology",
+        "tissue_key": "tissue",
+        **kwargs,
+    }
+    CancerGPTModel.setup_anndata(adata, **kwargs)
+    return adata
+
+
+def test_training_loss_goes_down_and_every_loss_is_logged(trained_model):
+    history = trained_model.history
+    loss = history["train_loss"].to_numpy().ravel().astype(float)
+    assert loss[-1] < loss[0]
+    for key in (
+        "mlm_loss_train",
+        "mvc_loss_train",
+        "adv_loss_batch_train",
+        "disc_acc_technology_train",
+        "reconstruction_loss_validation",
+    ):
+        assert key in history
+
+
+def test_embedding_is_normalised_deterministic_and_usable_by_scanpy(trained_model):
+    adata = trained_model.adata
+    z = trained_model.get_latent_representation(progress_bar=False)
+    assert z.shape == (adata.n_obs, TINY["embed_dim"]) and z.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(z, trained_model.get_latent_representation(progress_bar=False))
+    adata.obsm["X_cancergpt"] = z
+    sc.pp.neighbors(adata, use_rep="X_cancergpt")
+    assert adata.obsp["connectivities"].shape == (adata.n_obs, adata.n_obs)
+
+
+def test_dense_and_sparse_and_gene_order_give_the_same_embedding(trained_model):
+    adata = trained_model.adata
+    z = trained_model.get_latent_representation(indices=np.arange(50), progress_bar=False)
+    dense = adata[:50].copy()
+    dense.X = dense.X.toarray()
+    shuffled = dense[:, np.random.default_rng(0).permutation(dense.n_vars)].copy()
+    del shuffled.obs["batch"]  # embedding needs no registered fields
+    shuffled.X = sparse.csr_matrix(shuffled.X)
+    np.testing.assert_allclose(
+        trained_model.get_latent_representation(shuffled, progress_bar=False), z, atol=1e-6
+    )
+
+
+def test_partly_missing_genes_still_embed(trained_model):
+    adata = trained_model.adata
+    part = adata[:30, : adata.n_vars // 2].copy()
+    z = trained_model.get_latent_representation(part, progress_bar=False)
+    assert z.shape == (30, TINY["embed_dim"]) and np.isfinite(z).all()
+
+
+def test_save_load_round_trip(trained_model, tmp_path):
+    trained_model.save(tmp_path / "m", overwrite=True)
+    assert (tmp_path / "m" / "vocab.json").is_file()
+    loaded = CancerGPTModel.load(tmp_path / "m", adata=trained_model.adata)
+    np.testing.assert_array_equal(
+        loaded.get_latent_representation(progress_bar=False),
+        trained_model.get_latent_representation(progress_bar=False),
+    )
+    assert loaded.vocab == trained_model.vocab
+
+
+def test_cells_without_counts_and_empty_data_embed_with_a_warning(trained_model):
+    adata = trained_model.adata[:5].copy()
+    adata.X = sparse.csr_matrix(adata.X.shape, dtype=np.float32)
+    with pytest.warns(UserWarning, match="no expression"):
+        z = trained_model.get_latent_representation(adata, progress_bar=False)
+    assert np.isfinite(z).all()
+    with pytest.warns(UserWarning, match="no cells"):
+        empty = trained_model.get_latent_representation(adata[:0].copy(), progress_bar=False)
+    assert empty.shape == (0, TINY["embed_dim"])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "kwargs", "error", "message"),
+    [
+        (lambda a: a.X.data.__setitem__(0, -1.0), {}, ValueError, "negative"),
+        (lambda a: a.X.data.__setitem__(0, np.nan), {}, ValueError, "non-finite"),
+        (lambda a: None, {"layer": "counts"}, KeyError, "layers"),
+        (lambda a: None, {"batch_key": "donor"}, KeyError, "donor"),
+        (
+            lambda a: a.obs.__setitem__("batch", np.linspace(0, 1, a.n_obs)),
+            {},
+            TypeError,
+            "categorical",
+        ),
+    ],
+)
+def test_bad_input_is_refused_clearly(atlas, mutate, kwargs, error, message):
+    adata = atlas[:50].copy()
+    mutate(adata)
+    with pytest.raises(error, match=message):
+        _setup(adata, **kwargs)
+
+
+def test_too_few_vocabulary_genes_is_refused(atlas):
+    adata = _setup(atlas[:50].copy())
+    vocab = {"<cls>": 0, "<pad>": 1, "<eoc>": 2, "TP53": 3}
+    with pytest.raises(ValueError, match="unmatched examples"):
+        CancerGPTModel(adata, vocab=vocab, **TINY)
+
+
+def test_load_refuses_missing_folder_other_class_and_missing_fields(trained_model, tmp_path, atlas):
+    import scvi
+
+    with pytest.raises((ValueError, FileNotFoundError)):
+        CancerGPTModel.load(tmp_path / "nowhere", adata=trained_model.adata)
+    other = atlas[:100].copy()
+    scvi.model.SCVI.setup_anndata(other)
+    scvi.model.SCVI(other, n_latent=2).save(tmp_path / "scvi", overwrite=True)
+    with pytest.raises(ValueError, match="different class"):
+        CancerGPTModel.load(tmp_path / "scvi", adata=other)
+    trained_model.save(tmp_path / "m", overwrite=True)
+    lacking = trained_model.adata.copy()
+    del lacking.obs["technology"]
+    with pytest.raises(KeyError, match="technology"):
+        CancerGPTModel.load(tmp_path / "m", adata=lacking)

@@ -1,0 +1,76 @@
+import torch
+
+from cancergpt_scvi.module import CancerGPTModule
+from cancergpt_scvi.nn import TransformerEncoder, grad_reverse
+from tests.conftest import TINY
+
+
+def test_gradient_reversal_flips_the_discriminator_gradient():
+    x = torch.randn(5, 4, requires_grad=True)
+    w = torch.randn(4)
+    (x * w).sum().backward()
+    plain = x.grad.clone()
+    x.grad = None
+    (grad_reverse(x, 0.5) * w).sum().backward()
+    torch.testing.assert_close(x.grad, -0.5 * plain)
+
+
+def test_encoder_reversal_pushes_against_the_discriminator():
+    torch.manual_seed(0)
+    module = CancerGPTModule(
+        torch.arange(3, 53), 53, n_domains={"batch": 3}, **{**TINY, "dropout": 0.0}
+    )
+    x = torch.poisson(torch.rand(16, 50) * 3)
+    tensors = {"X": x, "batch": torch.randint(0, 3, (16, 1)).float()}
+
+    def encoder_grad(weight: float) -> torch.Tensor:
+        module.zero_grad()
+        module.grl.weight = weight
+        torch.manual_seed(1)  # same masks both times
+        inference = module.inference(x)
+        z = inference["z"]
+        logits = module.domain_discriminators["batch"](module.grl(z))
+        torch.nn.functional.cross_entropy(logits, tensors["batch"].long().view(-1)).backward()
+        return module.value_encoder.linear2.weight.grad.clone(), (
+            module.domain_discriminators["batch"].net[0].weight.grad.clone()
+        )
+
+    enc_pos, disc_pos = encoder_grad(1.0)
+    enc_neg, disc_neg = encoder_grad(-1.0)
+    torch.testing.assert_close(enc_pos, -enc_neg)  # encoder gradient is reversed ...
+    torch.testing.assert_close(disc_pos, disc_neg)  # ... the discriminator's is not
+
+
+def test_transformer_matches_torch_encoder_layer():
+    torch.manual_seed(0)
+    ours = TransformerEncoder(32, 2, 4, 64, dropout=0.0).eval()
+    reference = torch.nn.TransformerEncoder(
+        torch.nn.TransformerEncoderLayer(32, 4, 64, 0.0, batch_first=True),
+        2,
+        enable_nested_tensor=False,
+    ).eval()
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 12, 32)
+    pad = torch.zeros(4, 12, dtype=torch.bool)
+    pad[:, 9:] = True
+    with torch.no_grad():
+        torch.testing.assert_close(
+            ours(x, pad)[~pad], reference(x, src_key_padding_mask=pad)[~pad], atol=1e-5, rtol=1e-5
+        )
+
+
+def test_loss_reports_each_objective():
+    module = CancerGPTModule(
+        torch.arange(3, 43), 43, n_domains={"batch": 2, "technology": 2}, **TINY
+    )
+    x = torch.poisson(torch.rand(8, 40) * 3)
+    tensors = {"X": x, "batch": torch.zeros(8, 1), "technology": torch.ones(8, 1)}
+    _, _, loss = module(tensors)
+    assert set(loss.extra_metrics) >= {
+        "mlm_loss",
+        "mvc_loss",
+        "adv_loss_batch",
+        "adv_loss_technology",
+        "disc_acc_batch",
+    }
+    assert torch.isfinite(loss.loss)
