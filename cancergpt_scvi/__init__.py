@@ -2,8 +2,8 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data, model, module, nn, plotting, train, workflow
-from .model import CancerGPTModel, SurvivalModel
+from . import benchmark, data, model, module, nn, plotting, train, workflow
+from .model import CancerGPTModel, DrugResponseModel, SurvivalModel
 
 try:
     __version__ = version("cancergpt-scvi")
@@ -12,7 +12,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "CancerGPTModel",
+    "DrugResponseModel",
     "SurvivalModel",
+    "benchmark",
     "data",
     "model",
     "module",

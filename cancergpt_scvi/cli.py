@@ -16,9 +16,9 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="Simulate an atlas, pretrain on CPU, embed, score with scib-metrics, plot."
     )
     demo.add_argument("--out", default="demo_output", help="Output folder.")
-    demo.add_argument("--n-cells", type=int, default=2000)
-    demo.add_argument("--n-genes", type=int, default=1000)
-    demo.add_argument("--max-epochs", type=int, default=8)
+    demo.add_argument("--n-cells", type=int, default=1500)
+    demo.add_argument("--n-genes", type=int, default=600)
+    demo.add_argument("--max-epochs", type=int, default=6)
     demo.add_argument("--preset", default="cpu-small")
     demo.add_argument("--seed", type=int, default=0)
 

@@ -52,7 +52,7 @@ def bin_expression(
     mode: BinningMode = "deterministic",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Bin each cell's expression into ``0 .. n_bins - 1`` by the cell's own quantiles.
+    """Bin each cell's expression into bins 0 to ``n_bins - 1`` by the cell's own quantiles.
 
     The rule of the published CancerGPT release (``release-format.md``, step 4): zeros stay 0;
     the other values are placed among ``n_bins - 1`` quantile edges of the cell's positive

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch import LightningDataModule
 from scipy import sparse
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
@@ -23,6 +25,7 @@ from cancergpt_scvi.data._binning import BinningMode
 from cancergpt_scvi.data._validation import check_categorical_obs, check_expression
 from cancergpt_scvi.data._vocab import GeneVocab
 from cancergpt_scvi.model._presets import PRESETS
+from cancergpt_scvi.model._pretrained import PretrainedMixin
 from cancergpt_scvi.module import CancerGPTModule
 from cancergpt_scvi.train import CancerGPTTrainingPlan, OversamplingDataSplitter
 
@@ -34,8 +37,19 @@ _CATEGORICAL_SETUP_ARGS = {
     "tissue_key": TISSUE_KEY,
 }
 
+#: Arithmetic of embedding: float32, or bfloat16 autocast (CPU and GPU).
+Precision = Literal["fp32", "bf16"]
 
-class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
+
+def _cpu_has_bf16() -> bool:
+    """Whether oneDNN has native bfloat16 kernels on this CPU (AVX512-BF16 / AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """CancerGPT: a transformer foundation model of malignant cells.
 
     Each cell becomes a ``<cls>`` token followed by gene tokens whose values are the cell's
@@ -54,6 +68,10 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
     preset
         Architecture preset: ``"cpu-small"``, ``"cpu-base"`` or ``"release"`` (E=256,
         6 layers, 8 heads, FFN 512, dropout 0.2, 1,200 tokens).
+    token_genes
+        ``var_names`` of the genes that may become tokens (e.g. highly variable genes, as
+        :meth:`load_pretrained` selects them); default: every gene in the vocabulary. The
+        other genes stay in ``adata`` but never become tokens.
     **module_kwargs
         Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
         arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``...).
@@ -76,24 +94,43 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
 
     def __init__(
         self,
-        adata: ad.AnnData,
+        adata: ad.AnnData | None = None,
         vocab: GeneVocab | Mapping[str, int] | None = None,
         preset: Literal["cpu-small", "cpu-base", "release"] = "cpu-small",
+        token_genes: Sequence[str] | None = None,
+        registry: dict | None = None,
         **module_kwargs,
     ):
-        super().__init__(adata)
+        super().__init__(adata, registry)
         if preset not in PRESETS:
             raise ValueError(f"Unknown preset {preset!r}; choose one of {list(PRESETS)}.")
-        symbols = self._gene_symbols(adata)
+        if adata is None and vocab is None:
+            raise ValueError("A model built without adata (from a registry) needs its vocab.")
+        if adata is not None:
+            symbols = list(self._gene_symbols(adata))
+        else:  # loading without data: input genes and their ids come back with the saved state
+            symbols = [str(g) for g in self.get_var_names()]
         if vocab is None:
             vocab = GeneVocab.from_genes(symbols)
         elif not isinstance(vocab, GeneVocab):
             vocab = GeneVocab(vocab)
         self.vocab = vocab
-        ids = vocab.match(adata, self.registry_["setup_args"]["gene_symbols_key"])
+        if adata is not None:
+            ids = vocab.match(adata, self.registry_["setup_args"]["gene_symbols_key"])
+        else:
+            ids = np.full(len(symbols), -1)
+        if token_genes is not None and adata is not None:
+            token_genes = [str(g) for g in token_genes]
+            unknown = sorted(set(token_genes) - set(adata.var_names.astype(str)))
+            if unknown:
+                raise ValueError(
+                    f"token_genes holds {len(unknown)} names that are not var_names of adata, "
+                    f"e.g. {unknown[:3]}."
+                )
+            ids = np.where(adata.var_names.isin(token_genes), ids, -1)
         gene_ids = np.where(ids >= 0, ids, vocab.pad_id)
         #: Gene symbols of the registered columns: the model's input gene space.
-        self.input_genes_ = list(symbols)
+        self.input_genes_ = symbols
 
         n_domains = {
             name: self.summary_stats[f"n_{key}"]
@@ -112,7 +149,7 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         self._model_summary_string = (
             f"CancerGPTModel ({preset}: embed_dim={config['embed_dim']}, "
             f"n_layers={config['n_layers']}, n_heads={config['n_heads']}), "
-            f"{int((ids >= 0).sum())} input genes, adversarial covariates: "
+            f"{len(symbols)} input genes, adversarial covariates: "
             f"{list(self.module.domain_discriminators) or 'none'}"
         )
         vocab = vocab.to_dict()  # stored as a plain mapping in init_params_
@@ -200,6 +237,7 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         devices: int | list[int] | str = "auto",
         datasplitter_kwargs: dict | None = None,
         plan_kwargs: dict | None = None,
+        datamodule: LightningDataModule | None = None,
         **trainer_kwargs,
     ):
         """Pretrain (or fine-tune) with scvi-tools' training plan and runner on Lightning.
@@ -230,8 +268,14 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         datasplitter_kwargs, plan_kwargs
             More arguments for :class:`~cancergpt_scvi.train.OversamplingDataSplitter` and
             :class:`~cancergpt_scvi.train.CancerGPTTrainingPlan`.
+        datamodule
+            Feed training from this Lightning data module instead of the registered AnnData,
+            e.g. a :class:`~cancergpt_scvi.train.CorpusDataModule` over an out-of-core corpus
+            (``batch_size``, ``oversample``, split sizes and ``datasplitter_kwargs`` are then
+            the data module's business).
         **trainer_kwargs
-            Passed to :class:`~scvi.train.Trainer` (e.g. ``enable_progress_bar``).
+            Passed to :class:`~scvi.train.Trainer` (e.g. ``enable_progress_bar``, ``strategy``,
+            ``precision``, ``callbacks``, ``ckpt_path``).
         """
         plan = {
             "lr": lr,
@@ -243,6 +287,13 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             **(plan_kwargs or {}),
         }
         splitter = {"oversample": oversample, **(datasplitter_kwargs or {})}
+        # Lightning keeps each submodule's mode: after embedding or loading (eval mode) the
+        # model would otherwise train without dropout
+        self.module.train()
+        if self.is_trained_ and self.history_ is None:
+            # weights from load_pretrained come without a history: record fine-tuning afresh
+            # (scvi-tools would otherwise drop it with a "cannot be updated" warning)
+            self.is_trained_ = False
         # scvi-tools validates only with early stopping; users want the validation curve
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         return super().train(
@@ -255,20 +306,19 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             early_stopping=early_stopping,
             datasplitter_kwargs=splitter,
             plan_kwargs=plan,
+            datamodule=datamodule,
             **trainer_kwargs,
         )
 
     # -- embedding --------------------------------------------------------------------------
-    def _aligned_copy(self, adata: ad.AnnData) -> tuple[ad.AnnData, torch.Tensor]:
-        """An AnnData in the model's input gene space, for embedding foreign data.
+    def _foreign_genes(self, adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """Match a foreign AnnData's genes to the model's input genes, once per call.
 
-        Genes are matched by symbol through the vocabulary; model genes missing from ``adata``
-        become absent tokens (never zeros posing as measurements). ``obs`` only carries
-        placeholders for the registered fields, which embedding does not use.
+        Returns the matched columns of ``adata`` (``src``), their input-gene positions
+        (``dst``) and the token ids with the model genes that ``adata`` lacks marked absent.
         """
         setup = self.registry_["setup_args"]
-        layer = setup["layer"]
-        check_expression(adata, layer)
+        check_expression(adata, setup["layer"])
         key = setup["gene_symbols_key"]
         if key is not None and key not in adata.var.columns:
             raise KeyError(
@@ -288,13 +338,38 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
                 f"AnnData has {list(symbols[:3])}). Match gene identifiers (symbols), or set "
                 "gene_symbols_key."
             )
-        if n_found < len(self.input_genes_):
+        n_tokens = int((self.module.gene_ids != self.vocab.pad_id).sum())
+        if n_found < n_tokens:
             logger.info(
-                "%d of the model's %d input genes are in this AnnData; the others are left out "
+                "%d of the model's %d token genes are in this AnnData; the others are left out "
                 "of the token sequences.",
                 n_found,
-                len(self.input_genes_),
+                n_tokens,
             )
+        present = np.zeros(len(self.input_genes_), dtype=bool)
+        present[dst] = True
+        gene_ids = torch.where(
+            torch.as_tensor(present, device=self.module.gene_ids.device),
+            self.module.gene_ids,
+            torch.full_like(self.module.gene_ids, self.vocab.pad_id),
+        )
+        return src, dst, gene_ids
+
+    def _aligned_copy(
+        self,
+        adata: ad.AnnData,
+        genes: tuple[np.ndarray, np.ndarray, torch.Tensor] | None = None,
+    ) -> tuple[ad.AnnData, torch.Tensor]:
+        """An AnnData in the model's input gene space, for embedding foreign data.
+
+        Genes are matched by symbol through the vocabulary; model genes missing from ``adata``
+        become absent tokens (never zeros posing as measurements). ``obs`` only carries
+        placeholders for the registered fields, which embedding does not use. ``genes`` is
+        :meth:`_foreign_genes` of the full AnnData when ``adata`` is a chunk of it.
+        """
+        setup = self.registry_["setup_args"]
+        layer = setup["layer"]
+        src, dst, gene_ids = self._foreign_genes(adata) if genes is None else genes
         matrix = adata.X if layer is None else adata.layers[layer]
         select = sparse.csr_matrix(
             (np.ones(len(src), dtype=np.float32), (src, dst)),
@@ -314,14 +389,29 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         aligned.var_names = self.adata.var_names if self.adata is not None else self.input_genes_
         if layer is not None:
             aligned.layers[layer] = aligned.X
-        present = np.zeros(len(self.input_genes_), dtype=bool)
-        present[dst] = True
-        gene_ids = torch.where(
-            torch.as_tensor(present, device=self.module.gene_ids.device),
-            self.module.gene_ids,
-            torch.full_like(self.module.gene_ids, self.vocab.pad_id),
-        )
         return aligned, gene_ids
+
+    def _embedding_sources(self, adata: ad.AnnData | None, indices, chunk_size: int):
+        """(registered AnnData, indices, token ids) to embed, foreign data in row chunks."""
+        if adata is None or adata is self.adata:
+            yield self._validate_anndata(adata), indices, None
+            return
+        genes = self._foreign_genes(adata)
+        rows = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
+        for start in range(0, len(rows), chunk_size):
+            part = rows[start : start + chunk_size]
+            contiguous = len(part) and part[-1] - part[0] == len(part) - 1
+            # slices read backed (on-disk) data block by block
+            view = adata[int(part[0]) : int(part[-1]) + 1] if contiguous else adata[part]
+            aligned, gene_ids = self._aligned_copy(view, genes)
+            with warnings.catch_warnings():
+                # a small last chunk: its placeholder categories are unused by embedding
+                warnings.filterwarnings("ignore", message=".*has fewer than 3 cells")
+                aligned = self._validate_anndata(aligned)
+            yield aligned, None, gene_ids
+            # the aligned chunk is throw-away: drop its manager so the model does not keep it
+            manager = self.get_anndata_manager(aligned)
+            self._per_instance_manager_store[self.id].pop(manager.adata_uuid, None)
 
     @torch.inference_mode()
     def get_latent_representation(
@@ -331,10 +421,15 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         batch_size: int | None = None,
         binning: BinningMode | None = None,
         progress_bar: bool = True,
+        precision: Precision = "fp32",
+        seed: int | None = None,
+        chunk_size: int = 10_000,
     ) -> np.ndarray:
         """Cell embeddings: the L2-normalised ``<cls>`` output, ``(n_obs, embed_dim)`` float32.
 
-        Deterministic (eval mode, deterministic binning by default), on dense or sparse data.
+        Deterministic with deterministic binning (the default of models trained here) or a
+        ``seed``; on dense, sparse or backed (``backed="r"``) data. Runs in inference mode
+        with fused attention; memory is bounded by ``chunk_size`` and ``batch_size``.
 
         Parameters
         ----------
@@ -346,35 +441,73 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         batch_size
             Cells per forward pass (default 64).
         binning
-            ``"deterministic"`` (default) or ``"release"`` (random tie spreading).
+            ``"deterministic"`` or ``"release"`` (random tie spreading); default: the
+            module's (``"deterministic"``, or ``"release"`` for :meth:`load_pretrained`).
         progress_bar
             Show a progress bar.
+        precision
+            ``"fp32"`` (default) or ``"bf16"``: bfloat16 autocast of the encoder on CPU or
+            GPU; embeddings stay within cosine 0.999 of fp32. Faster where the hardware has
+            bfloat16 arithmetic (recent GPUs, CPUs with AVX512-BF16 / AMX).
+        seed
+            Seed of the random tie spreading of ``"release"`` binning (default: torch's global
+            generator, e.g. set by ``scvi.settings.seed``).
+        chunk_size
+            Cells of a foreign AnnData read and aligned at a time.
         """
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}.")
         self.module.eval()
-        gene_ids = None
-        foreign = adata is not None and adata is not self.adata
-        if foreign:
-            if adata.n_obs == 0:
-                warnings.warn(
-                    "The AnnData has no cells; returning an empty embedding.", stacklevel=2
-                )
-                return np.zeros((0, self.module.embed_dim), dtype=np.float32)
-            adata, gene_ids = self._aligned_copy(adata)
-        adata = self._validate_anndata(adata)
-        dataloader = self._make_data_loader(
-            adata=adata, indices=indices, batch_size=batch_size or 64, shuffle=False
+        if adata is not None and adata is not self.adata and adata.n_obs == 0:
+            warnings.warn("The AnnData has no cells; returning an empty embedding.", stacklevel=2)
+            return np.zeros((0, self.module.embed_dim), dtype=np.float32)
+        if precision == "bf16" and self.device.type == "cpu" and not _cpu_has_bf16():
+            warnings.warn(
+                "This CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX), so "
+                "precision='bf16' runs several times slower than 'fp32' here; use 'fp32'.",
+                stacklevel=2,
+            )
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if precision == "bf16"
+            else nullcontext()
         )
+        batch_size = batch_size or 64
+        n_cells = (
+            (self.adata if adata is None else adata).n_obs if indices is None else len(indices)
+        )
+        foreign = adata is not None and adata is not self.adata
+        sizes = [min(chunk_size, n_cells - s) for s in range(0, n_cells, chunk_size)]
+        n_batches = (
+            sum(-(-n // batch_size) for n in sizes) if foreign else -(-n_cells // batch_size)
+        )
+
+        def batches():
+            for source, rows, gene_ids in self._embedding_sources(adata, indices, chunk_size):
+                loader = self._make_data_loader(
+                    adata=source, indices=rows, batch_size=batch_size, shuffle=False
+                )
+                for tensors in loader:
+                    yield tensors[X_KEY], gene_ids
+
         chunks, n_empty = [], 0
-        for tensors in track(
-            dataloader, description="Embedding cells", disable=not progress_bar, style="tqdm"
-        ):
-            x = tensors[X_KEY].to(self.device)
-            n_empty += int((x.sum(dim=1) == 0).sum())
-            chunks.append(self.module.embed(x, gene_ids, binning=binning).cpu().numpy())
-        if foreign:
-            # the aligned copy is throw-away: drop its manager so the model does not keep it alive
-            manager = self.get_anndata_manager(adata)
-            self._per_instance_manager_store[self.id].pop(manager.adata_uuid, None)
+        with autocast:
+            for x, gene_ids in track(
+                batches(),
+                total=n_batches,
+                description="Embedding cells",
+                disable=not progress_bar,
+                style="tqdm",
+            ):
+                x = x.to(self.device)
+                n_empty += int((x.sum(dim=1) == 0).sum())
+                z = self.module.embed(x, gene_ids, binning=binning, generator=generator)
+                chunks.append(z.float().cpu().numpy())
         if n_empty:
             warnings.warn(
                 f"{n_empty} cells have no expression; their embedding carries no information "

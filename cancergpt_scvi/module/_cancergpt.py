@@ -115,11 +115,20 @@ class CancerGPTModule(BaseModuleClass):
         gene_ids: torch.Tensor | None = None,
         binning: BinningMode | None = None,
         random_genes: bool = False,
+        generator: torch.Generator | None = None,
     ) -> TokenBatch:
-        """Bin each cell's expression and build its token sequence."""
+        """Bin each cell's expression and build its token sequence.
+
+        With ``gene_selection="fixed"`` only the token genes are binned, so each cell's
+        quantiles are those of the genes it is represented by (the release procedure).
+        """
         gene_ids = self.gene_ids if gene_ids is None else gene_ids.to(x.device)
         binning = binning or (self.train_binning if self.training else self.eval_binning)
-        bins = bin_expression(x, self.n_bins, mode=binning)
+        if self.gene_selection == "fixed":
+            keep = torch.nonzero(gene_ids != self.pad_id).squeeze(-1)
+            if keep.numel() < gene_ids.numel():
+                x, gene_ids = x[:, keep], gene_ids[keep]
+        bins = bin_expression(x, self.n_bins, mode=binning, generator=generator)
         return tokenize(
             bins,
             gene_ids,
@@ -128,6 +137,7 @@ class CancerGPTModule(BaseModuleClass):
             self.max_seq_len,
             selection=self.gene_selection,
             random=random_genes,
+            generator=generator,
         )
 
     def encode(self, tokens: TokenBatch, values: torch.Tensor | None = None) -> torch.Tensor:
@@ -142,9 +152,10 @@ class CancerGPTModule(BaseModuleClass):
         x: torch.Tensor,
         gene_ids: torch.Tensor | None = None,
         binning: BinningMode | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """L2-normalised ``<cls>`` embedding of each cell (no masking, eval mode expected)."""
-        tokens = self.tokenize(x, gene_ids, binning=binning)
+        tokens = self.tokenize(x, gene_ids, binning=binning, generator=generator)
         cell = self.encode(tokens)[:, 0]
         return F.normalize(cell.float(), dim=-1)
 
@@ -197,7 +208,9 @@ class CancerGPTModule(BaseModuleClass):
         """
         tokens: TokenBatch = inference_outputs["tokens"]
         masked = inference_outputs["masked"].float()
-        target = tokens.values
+        # bins on a 0..1 scale: raw bins (up to 50) would take an Adam-trained output layer
+        # thousands of steps just to reach their mean
+        target = tokens.values / (self.n_bins - 1)
         sq = (generative_outputs["expr_pred"] - target) ** 2
         n_masked = masked.sum(dim=1).clamp(min=1)
         mlm = (sq * masked).sum(dim=1) / n_masked  # per cell

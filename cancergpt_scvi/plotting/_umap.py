@@ -18,9 +18,10 @@ def plot_umaps(
     prefix: str = "umap",
     n_neighbors: int = 15,
 ) -> list[Path]:
-    """Neighbours and UMAP on ``adata.obsm[use_rep]``, saved as ``{prefix}_{column}.png``.
+    """Compute neighbours and a UMAP of an embedding and save one PNG per obs column.
 
-    ``adata`` gets ``obsp`` neighbour graphs and ``obsm["X_umap"]`` (scanpy's usual keys).
+    The files are named ``{prefix}_{column}.png``; ``adata`` gets ``obsp`` neighbour graphs
+    and ``obsm["X_umap"]`` (scanpy's usual keys).
 
     Returns
     -------

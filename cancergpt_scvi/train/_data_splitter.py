@@ -6,11 +6,14 @@ import logging
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from scvi.dataloaders import DataSplitter
-from torch.utils.data import BatchSampler, DataLoader, WeightedRandomSampler
 
 from cancergpt_scvi._constants import TECHNOLOGY_KEY, TISSUE_KEY
 from cancergpt_scvi.data._oversampling import oversampling_weights
+
+from ._distributed_sampler import DistributedOversampler
+from ._resumable_loader import ResumableDataLoader
 
 logger = logging.getLogger(__name__)
 
@@ -49,29 +52,36 @@ class OversamplingDataSplitter(DataSplitter):
         return weights
 
     def train_dataloader(self):
-        """Training loader: weighted draws with replacement when ``oversample``."""
+        """Training loader: weighted draws with replacement when ``oversample``.
+
+        Under DDP each rank draws its own share of one common oversampled stream
+        (:class:`~cancergpt_scvi.train.DistributedOversampler`), and the loader's position is
+        saved in Lightning checkpoints, so a resumed run continues the interrupted epoch.
+        """
         if not self.oversample:
             return super().train_dataloader()
         weights = self.train_weights()
-        n_draws = round(float(weights.sum()))
-        # without a seed, draw one from torch's global generator (set by scvi.settings.seed)
-        seed = int(torch.randint(2**62, ()).item()) if self.seed is None else self.seed
-        generator = torch.Generator().manual_seed(seed)
-        sampler = WeightedRandomSampler(
-            torch.as_tensor(weights, dtype=torch.double),
-            n_draws,
-            replacement=True,
-            generator=generator,
-        )
+        seed = self.seed
+        if seed is None:
+            # draw one from torch's global generator (set by scvi.settings.seed); under DDP the
+            # ranks must share it, as they share one stream
+            seed = int(torch.randint(2**62, ()).item())
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                shared = [seed]
+                dist.broadcast_object_list(shared, src=0)
+                seed = int(shared[0])
         batch_size = self.data_loader_kwargs.get("batch_size", 128)
-        logger.info("Oversampled epoch: %d draws from %d cells.", n_draws, len(weights))
+        sampler = DistributedOversampler(
+            weights, batch_size=batch_size, seed=seed, drop_last=self.drop_last
+        )
+        logger.info(
+            "Oversampled epoch: %d draws from %d cells (%d per rank).",
+            sampler.n_draws,
+            len(weights),
+            sampler.draws_per_rank,
+        )
         dataset = self.adata_manager.create_torch_dataset(
             indices=self.train_idx, load_sparse_tensor=self.load_sparse_tensor
         )
-        # the dataset is indexed by lists, so batches come from a BatchSampler, unbatched
-        return DataLoader(
-            dataset,
-            sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=self.drop_last),
-            batch_size=None,
-            pin_memory=self.pin_memory,
-        )
+        # the dataset is indexed by lists, so the sampler yields whole batches
+        return ResumableDataLoader(dataset, sampler, pin_memory=self.pin_memory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import torch
 from scvi.train import TrainingPlan
 
 AdversarialSchedule = Literal["constant", "linear", "dann"]
@@ -65,4 +66,15 @@ class CancerGPTTrainingPlan(TrainingPlan):
         """Set the reversal weight for this step and log it."""
         weight = self.current_adversarial_weight(batch_idx)
         self.module.grl.weight = weight
-        self.log("adversarial_weight", weight, on_step=False, on_epoch=True)
+        self.log(
+            "adversarial_weight", weight, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist
+        )
+
+    @torch.no_grad()
+    def compute_and_log_metrics(self, loss_output, metrics, mode):
+        """scvi-tools' metric logging, run without grad rather than in inference mode.
+
+        Under DDP Lightning averages the logged values across ranks at the end of the epoch
+        in place, which tensors made in inference mode do not allow.
+        """
+        TrainingPlan.compute_and_log_metrics.__wrapped__(self, loss_output, metrics, mode)

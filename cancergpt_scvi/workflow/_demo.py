@@ -18,9 +18,9 @@ logger = logging.getLogger(__name__)
 
 def run_demo(
     out_dir: str | Path = "demo_output",
-    n_cells: int = 2000,
-    n_genes: int = 1000,
-    max_epochs: int = 8,
+    n_cells: int = 1500,
+    n_genes: int = 600,
+    max_epochs: int = 6,
     preset: str = "cpu-small",
     seed: int = 0,
 ) -> dict[str, Path]:

@@ -1,0 +1,470 @@
+"""Batch-integration benchmark of embeddings against PCA, scVI and Harmony with scib-metrics."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+from unittest import mock
+
+import anndata as ad
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+logger = logging.getLogger(__name__)
+
+#: Baselines :func:`benchmark_integration` can compute itself, with the method name they get.
+INTEGRATION_BASELINES: dict[str, str] = {"pca": "PCA", "scvi": "scVI", "harmony": "Harmony"}
+
+#: obsm keys baselines are written to when ``inplace=True``.
+BASELINE_OBSM_KEYS: dict[str, str] = {
+    "pca": "X_pca_hvg",
+    "scvi": "X_scvi",
+    "harmony": "X_harmony",
+}
+
+# scib-metrics' Benchmarker uses 15, 50 and 90 nearest neighbours.
+_MAX_NEIGHBORS = 90
+
+_AGGREGATE = "Aggregate score"
+
+
+def benchmark_integration(
+    adata: ad.AnnData,
+    batch_key: str,
+    label_key: str,
+    embeddings: Mapping[str, str] | Sequence[str] | None = None,
+    baselines: Sequence[str] = ("pca", "scvi", "harmony"),
+    layer: str | None = None,
+    n_top_genes: int = 2000,
+    n_comps: int = 50,
+    clustering: Literal["kmeans", "leiden"] = "kmeans",
+    batch_silhouette: Literal["silhouette", "bras"] = "silhouette",
+    scvi_max_epochs: int | None = None,
+    scvi_kwargs: Mapping[str, object] | None = None,
+    output_dir: str | Path | None = None,
+    umap: bool = True,
+    inplace: bool = False,
+    seed: int = 0,
+    progress_bar: bool = True,
+) -> pd.DataFrame:
+    """Score embeddings on batch integration with scib-metrics, next to the usual baselines.
+
+    Runs :class:`scib_metrics.benchmark.Benchmarker` on every embedding in ``embeddings`` and
+    on the baselines computed here: PCA of log-normalised highly variable genes (scanpy),
+    scVI on the counts of those genes with ``batch_key`` as batch (scvi-tools) and Harmony on
+    that PCA (harmonypy). Bio conservation: silhouette of labels, cLISI, NMI and ARI of
+    k-means or Leiden clusters, isolated labels. Batch correction: silhouette of batch,
+    iLISI, kBET, graph connectivity, PCR comparison (against the unintegrated PCA). The
+    aggregate scores are scIB's: means per category and ``Total = 0.6 bio + 0.4 batch``.
+
+    Parameters
+    ----------
+    adata
+        Cells with raw counts in ``X`` or in ``layers[layer]``; counts are needed for the
+        unintegrated PCA that PCR comparison uses and for the baselines.
+    batch_key
+        ``obs`` column of the batches to integrate (e.g. patient or sample); at least 2 levels.
+    label_key
+        ``obs`` column of the biology to conserve (e.g. cell state); no missing values.
+    embeddings
+        Embeddings to benchmark: ``{method name: obsm key}``, or obsm keys (used as names).
+    baselines
+        Any of ``"pca"``, ``"scvi"``, ``"harmony"`` (:data:`INTEGRATION_BASELINES`);
+        ``()`` for none.
+    layer
+        Layer holding the raw counts; ``None`` for ``X``.
+    n_top_genes
+        Highly variable genes (Seurat flavour, per batch) for PCA and scVI.
+    n_comps
+        Principal components (PCA baseline, Harmony input and PCR comparison).
+    clustering
+        Clustering compared to the labels by NMI/ARI: ``"kmeans"`` (fast) or ``"leiden"``
+        (scIB's choice; optimises the resolution, slower).
+    batch_silhouette
+        ``"silhouette"``: scIB's batch silhouette (Euclidean, nearest other batch);
+        ``"bras"``: scib-metrics' batch-removal-adapted silhouette (BRAS).
+    scvi_max_epochs
+        Epochs of scVI; ``None`` uses scvi-tools' default for the number of cells.
+    scvi_kwargs
+        Extra arguments of :class:`scvi.model.SCVI` (default ``n_layers=2, n_latent=30``).
+    output_dir
+        Folder to write ``integration_results.csv`` (this function's result),
+        ``integration_table.png`` (scib-metrics' results table) and, with ``umap=True``,
+        ``integration_umap.png`` (one column per method, coloured by label and by batch).
+        ``None`` writes nothing.
+    umap
+        Whether to draw the UMAP grid (needs ``output_dir``).
+    inplace
+        ``False`` (default): ``adata`` is not modified. ``True``: the computed baselines
+        are written to ``adata.obsm`` under :data:`BASELINE_OBSM_KEYS` (overwriting them).
+    seed
+        Seed of the baselines (scVI seeds scvi-tools' global random state) and of UMAP.
+    progress_bar
+        Show progress bars of scVI training and of the metrics.
+
+    Returns
+    -------
+    Tidy results, one row per method and metric, columns ``method``, ``metric_type``
+    (``"Bio conservation"``, ``"Batch correction"`` or ``"Aggregate score"``), ``metric`` and
+    ``value``; methods in the order given, baselines last. For a wide table:
+    ``df.pivot(index="method", columns="metric", values="value")``.
+
+    Examples
+    --------
+    >>> adata.obsm["X_cancergpt"] = model.get_latent_representation(adata)
+    >>> df = benchmark_integration(
+    ...     adata, "patient", "cell_state", {"CancerGPT": "X_cancergpt"}, output_dir="figures"
+    ... )
+    """
+    from scib_metrics.benchmark import BatchCorrection, Benchmarker, BioConservation
+
+    methods = _check_inputs(adata, batch_key, label_key, embeddings, baselines)
+    if clustering not in ("kmeans", "leiden"):
+        raise ValueError(f"clustering must be 'kmeans' or 'leiden', got {clustering!r}.")
+    if batch_silhouette not in ("silhouette", "bras"):
+        raise ValueError(
+            f"batch_silhouette must be 'silhouette' or 'bras', got {batch_silhouette!r}."
+        )
+    baselines = list(dict.fromkeys(baselines))
+    work = _unintegrated(adata, batch_key, label_key, layer, n_top_genes, n_comps, seed)
+
+    for name, key in methods.items():
+        work.obsm[f"method:{name}"] = np.asarray(adata.obsm[key], dtype=np.float32)
+    if "pca" in baselines:
+        work.obsm["method:PCA"] = work.obsm["X_pca"]
+    if "harmony" in baselines:
+        logger.info("Running Harmony.")
+        work.obsm["method:Harmony"] = _harmony(work.obsm["X_pca"], work.obs, batch_key, seed)
+    if "scvi" in baselines:
+        logger.info("Training scVI.")
+        work.obsm["method:scVI"] = _scvi(
+            work, batch_key, scvi_max_epochs, scvi_kwargs, seed, progress_bar
+        )
+    names = list(methods) + [INTEGRATION_BASELINES[b] for b in baselines]
+    keys = [f"method:{n}" for n in names]
+
+    if batch_silhouette == "silhouette":
+        # BRAS with scIB's settings is scIB's batch silhouette (scib-metrics 0.5 dropped it).
+        bras_spec = {"metric": "euclidean", "between_cluster_distances": "nearest"}
+    else:
+        bras_spec = True
+    bench = Benchmarker(
+        work,
+        batch_key=batch_key,
+        label_key=label_key,
+        embedding_obsm_keys=keys,
+        bio_conservation_metrics=BioConservation(
+            nmi_ari_cluster_labels_kmeans=clustering == "kmeans",
+            nmi_ari_cluster_labels_leiden=clustering == "leiden",
+        ),
+        batch_correction_metrics=BatchCorrection(bras=bras_spec),
+        pre_integrated_embedding_obsm_key="X_pca",
+        progress_bar=progress_bar,
+    )
+    bench.prepare(neighbor_computer=_exact_neighbors)
+    # kBET's per-label diffusion neighbours: exact search instead of pynndescent (whose numba
+    # compilation costs minutes on small machines); exact is also deterministic.
+    with mock.patch("scib_metrics.nearest_neighbors.pynndescent", _exact_neighbors):
+        bench.benchmark()
+
+    silhouette_name = "Silhouette batch" if batch_silhouette == "silhouette" else "BRAS"
+    with mock.patch.dict(
+        "scib_metrics.benchmark._core.metric_name_cleaner", {"bras": silhouette_name}
+    ):
+        wide = bench.get_results(min_max_scale=False)
+        tidy = _tidy(wide, dict(zip(keys, names, strict=True)))
+        if output_dir is not None:
+            output_dir = Path(output_dir)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            tidy.to_csv(output_dir / "integration_results.csv", index=False)
+            table = bench.plot_results_table(min_max_scale=False, show=False)
+            _rename_table_methods(table, dict(zip(keys, names, strict=True)))
+            fig = table.ax.figure
+            fig.savefig(output_dir / "integration_table.png", dpi=150, bbox_inches="tight")
+            plt.close(fig)
+    if output_dir is not None and umap:
+        fig = plot_umap_grid(work, dict(zip(names, keys, strict=True)), label_key, batch_key, seed)
+        fig.savefig(output_dir / "integration_umap.png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+
+    if inplace:
+        for b in baselines:
+            adata.obsm[BASELINE_OBSM_KEYS[b]] = work.obsm[f"method:{INTEGRATION_BASELINES[b]}"]
+    return tidy
+
+
+def _check_inputs(
+    adata: ad.AnnData,
+    batch_key: str,
+    label_key: str,
+    embeddings: Mapping[str, str] | Sequence[str] | None,
+    baselines: Sequence[str],
+) -> dict[str, str]:
+    """Validate the inputs; return ``{method name: obsm key}`` of the user's embeddings."""
+    if isinstance(baselines, str):
+        baselines = [baselines]
+    unknown = [b for b in baselines if b not in INTEGRATION_BASELINES]
+    if unknown:
+        raise ValueError(f"Unknown baselines {unknown}; choose from {list(INTEGRATION_BASELINES)}.")
+    if embeddings is None:
+        methods: dict[str, str] = {}
+    elif isinstance(embeddings, str):
+        methods = {embeddings: embeddings}
+    elif isinstance(embeddings, Mapping):
+        methods = dict(embeddings)
+    else:
+        methods = {k: k for k in embeddings}
+    if not methods and not baselines:
+        raise ValueError("Nothing to benchmark: give embeddings and/or baselines.")
+    missing = [k for k in methods.values() if k not in adata.obsm]
+    if missing:
+        raise KeyError(
+            f"obsm keys {missing} not found in adata.obsm (available: {list(adata.obsm)}). "
+            "Store each embedding in adata.obsm first, e.g. "
+            "adata.obsm['X_cancergpt'] = model.get_latent_representation(adata)."
+        )
+    clashes = [INTEGRATION_BASELINES[b] for b in baselines if INTEGRATION_BASELINES[b] in methods]
+    if clashes:
+        raise ValueError(
+            f"Method names {clashes} are used by both an embedding and a baseline; rename the "
+            "embedding or drop the baseline."
+        )
+    for name, key in methods.items():
+        emb = adata.obsm[key]
+        if sparse.issparse(emb) or isinstance(emb, pd.DataFrame):
+            emb = np.asarray(emb.toarray() if sparse.issparse(emb) else emb)
+        emb = np.asarray(emb)
+        if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
+            raise ValueError(f"adata.obsm[{key!r}] ({name}) must be a numeric 2-D array.")
+        if not np.isfinite(emb).all():
+            raise ValueError(f"adata.obsm[{key!r}] ({name}) contains NaN or infinite values.")
+    if adata.n_obs <= _MAX_NEIGHBORS:
+        raise ValueError(
+            f"The benchmark needs more than {_MAX_NEIGHBORS} cells (scib-metrics uses "
+            f"{_MAX_NEIGHBORS} nearest neighbours); got {adata.n_obs}."
+        )
+    for role, key in (("batch_key", batch_key), ("label_key", label_key)):
+        if key not in adata.obs:
+            raise KeyError(f"{role}={key!r} is not a column of adata.obs ({list(adata.obs)}).")
+        n_missing = int(adata.obs[key].isna().sum())
+        if n_missing:
+            raise ValueError(
+                f"adata.obs[{key!r}] ({role}) has {n_missing} missing values; drop or label "
+                "those cells first, e.g. adata = adata[adata.obs[key].notna()].copy()."
+            )
+    if batch_key == label_key:
+        raise ValueError("batch_key and label_key must be different columns.")
+    n_batches = adata.obs[batch_key].nunique()
+    if n_batches < 2:
+        raise ValueError(
+            f"adata.obs[{batch_key!r}] has a single level "
+            f"({adata.obs[batch_key].iloc[0]!r}); integration needs at least 2 batches."
+        )
+    if adata.obs[label_key].nunique() < 2:
+        raise ValueError(
+            f"adata.obs[{label_key!r}] has a single level; bio conservation needs at least "
+            "2 labels."
+        )
+    return methods
+
+
+def _unintegrated(
+    adata: ad.AnnData,
+    batch_key: str,
+    label_key: str,
+    layer: str | None,
+    n_top_genes: int,
+    n_comps: int,
+    seed: int,
+) -> ad.AnnData:
+    """New AnnData of the HVGs: counts layer, log-normalised ``X`` and ``obsm['X_pca']``."""
+    import scanpy as sc
+
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"layer={layer!r} not found in adata.layers ({list(adata.layers)}).")
+    counts = adata.X if layer is None else adata.layers[layer]
+    counts = sparse.csr_matrix(counts, dtype=np.float32, copy=True)
+    values = counts.data
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    if values.size and (values.min() < 0 or not np.allclose(values, np.round(values))):
+        raise ValueError(
+            f"{where} must hold raw counts (non-negative integers) for the unintegrated PCA "
+            "and the baselines; pass layer= the layer that holds them."
+        )
+    obs = pd.DataFrame(
+        {
+            batch_key: adata.obs[batch_key].astype(str).astype("category").to_numpy(),
+            label_key: adata.obs[label_key].astype(str).astype("category").to_numpy(),
+        },
+        index=adata.obs_names.astype(str),
+    )
+    work = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
+    work.layers["counts"] = counts.copy()
+    sc.pp.normalize_total(work, target_sum=1e4)
+    sc.pp.log1p(work)
+    n_top = min(n_top_genes, work.n_vars)
+    try:
+        sc.pp.highly_variable_genes(work, n_top_genes=n_top, batch_key=batch_key)
+    except (ValueError, IndexError):
+        # Per-batch HVG selection fails on tiny batches; fall back to pooled selection.
+        sc.pp.highly_variable_genes(work, n_top_genes=n_top)
+    work = work[:, work.var["highly_variable"].to_numpy()].copy()
+    n_comps = max(2, min(n_comps, work.n_vars - 1, work.n_obs - 1))
+    sc.pp.pca(work, n_comps=n_comps, random_state=seed)
+    return work
+
+
+def _harmony(pca: np.ndarray, obs: pd.DataFrame, batch_key: str, seed: int) -> np.ndarray:
+    """Harmony-corrected PCA."""
+    import harmonypy
+
+    result = harmonypy.run_harmony(pca, obs, [batch_key], random_state=seed, verbose=False)
+    z = np.asarray(result.Z_corr)
+    # harmonypy < 2 returns (n_pcs, n_cells)
+    return (z if z.shape[0] == pca.shape[0] else z.T).astype(np.float32)
+
+
+def _scvi(
+    work: ad.AnnData,
+    batch_key: str,
+    max_epochs: int | None,
+    scvi_kwargs: Mapping[str, object] | None,
+    seed: int,
+    progress_bar: bool,
+) -> np.ndarray:
+    """scVI latent space of the HVG counts, with the batches as batch covariate."""
+    import scvi
+
+    scvi.settings.seed = seed
+    data = ad.AnnData(X=work.layers["counts"], obs=work.obs[[batch_key]].copy())
+    scvi.model.SCVI.setup_anndata(data, batch_key=batch_key)
+    kwargs = {"n_layers": 2, "n_latent": 30, **(scvi_kwargs or {})}
+    model = scvi.model.SCVI(data, **kwargs)
+    model.train(max_epochs=max_epochs, enable_progress_bar=progress_bar, accelerator="cpu")
+    return model.get_latent_representation().astype(np.float32)
+
+
+def _exact_neighbors(X: np.ndarray, n_neighbors: int, **kwargs):
+    """Exact Euclidean neighbours (self first): deterministic, and no numba compilation."""
+    from scib_metrics.nearest_neighbors import NeighborsResults
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=min(n_neighbors, X.shape[0])).fit(X)
+    distances, indices = nn.kneighbors(X)
+    return NeighborsResults(indices=indices, distances=distances)
+
+
+def _tidy(wide: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+    """scib-metrics' wide results (methods x metrics + 'Metric Type' row) to long format."""
+    metric_type = wide.loc["Metric Type"]
+    values = wide.drop(index="Metric Type")
+    rows = []
+    for key in values.index:
+        for metric in values.columns:
+            rows.append(
+                {
+                    "method": names[key],
+                    "metric_type": metric_type[metric],
+                    "metric": metric,
+                    "value": float(values.loc[key, metric]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _rename_table_methods(table, names: Mapping[str, str]) -> None:
+    """Show method names instead of the internal obsm keys in scib-metrics' table."""
+    for text in table.ax.texts:
+        label = text.get_text()
+        if label in names:
+            # the method column is narrow: long names go on two smaller lines
+            text.set_text(textwrap.fill(names[label], 18))
+            if len(names[label]) > 18:
+                text.set_fontsize(8)
+
+
+def plot_umap_grid(
+    adata: ad.AnnData,
+    embeddings: Mapping[str, str],
+    label_key: str,
+    batch_key: str,
+    seed: int = 0,
+    n_neighbors: int = 15,
+) -> plt.Figure:
+    """UMAP of each embedding: one column per method, coloured by label (top) and batch (bottom).
+
+    Parameters
+    ----------
+    adata
+        Cells; not modified.
+    embeddings
+        ``{method name: obsm key}``.
+    label_key, batch_key
+        Categorical ``obs`` columns to colour by.
+    seed
+        Seed of UMAP.
+    n_neighbors
+        Neighbours of the kNN graph UMAP is built on.
+
+    Returns
+    -------
+    The figure.
+    """
+    import scanpy as sc
+
+    colour_by = [label_key, batch_key]
+    palettes = {}
+    for key in colour_by:
+        cats = pd.Categorical(adata.obs[key].astype(str))
+        palette = (
+            sc.pl.palettes.default_20
+            if len(cats.categories) <= 20
+            else (sc.pl.palettes.default_102)
+        )
+        palettes[key] = (cats, [palette[i % len(palette)] for i in range(len(cats.categories))])
+    n = len(embeddings)
+    fig, axes = plt.subplots(2, n, figsize=(3.2 * n + 1.8, 6.4), squeeze=False)
+    order = np.random.default_rng(seed).permutation(adata.n_obs)  # no batch drawn on top
+    for col, (name, key) in enumerate(embeddings.items()):
+        tmp = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names))
+        tmp.obsm["rep"] = np.asarray(adata.obsm[key])
+        sc.pp.neighbors(tmp, use_rep="rep", n_neighbors=n_neighbors, random_state=seed)
+        sc.tl.umap(tmp, random_state=seed)
+        xy = tmp.obsm["X_umap"][order]
+        for row, obs_key in enumerate(colour_by):
+            cats, colours = palettes[obs_key]
+            ax = axes[row, col]
+            ax.scatter(
+                xy[:, 0],
+                xy[:, 1],
+                c=np.asarray(colours)[cats.codes[order]],
+                s=max(0.5, 6000 / adata.n_obs),
+                linewidths=0,
+                rasterized=True,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name)
+            if col == 0:
+                ax.set_ylabel(obs_key)
+            if col == n - 1:
+                handles = [
+                    plt.Line2D([], [], marker="o", ls="", color=c, label=cat)
+                    for cat, c in zip(cats.categories, colours, strict=True)
+                ]
+                ax.legend(
+                    handles=handles,
+                    loc="center left",
+                    bbox_to_anchor=(1.0, 0.5),
+                    frameon=False,
+                    fontsize=7,
+                    ncol=1 if len(handles) <= 16 else 2,
+                )
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,344 @@
+"""SurvivalModel: Cox partial likelihood, training, cross-validation, stratification, bulk data."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import anndata as ad
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import torch
+
+matplotlib.use("Agg")
+
+import scvi
+
+from cancergpt_scvi.data import simulate_survival_cohort
+from cancergpt_scvi.model import SurvivalModel
+from cancergpt_scvi.model._survival_evaluation import (
+    concordance_harrell,
+    concordance_uno,
+    logrank_pvalue,
+    risk_groups,
+)
+from cancergpt_scvi.module._survival import cox_partial_nll_terms
+
+scvi.settings.verbosity = logging.ERROR
+QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
+
+
+def brute_force_nll(eta: np.ndarray, t: np.ndarray, e: np.ndarray, ties: str) -> float:
+    """Negative log partial likelihood by explicit loops over event times."""
+    total = 0.0
+    for time in np.unique(t[e == 1]):
+        tied = np.flatnonzero((t == time) & (e == 1))
+        at_risk = np.flatnonzero(t >= time)
+        risk_sum = np.exp(eta[at_risk]).sum()
+        tied_sum = np.exp(eta[tied]).sum()
+        d = len(tied)
+        total -= eta[tied].sum()
+        for ell in range(d):
+            total += np.log(risk_sum - (ell / d * tied_sum if ties == "efron" else 0.0))
+    return total
+
+
+def small_tied_set(seed: int = 0, n: int = 14):
+    rng = np.random.default_rng(seed)
+    t = rng.integers(1, 5, size=n).astype(float)  # few distinct times: many ties
+    e = rng.integers(0, 2, size=n)
+    e[0] = 1
+    eta = rng.normal(size=n)
+    return eta, t, e
+
+
+def linear_cohort(n: int = 200, seed: int = 0) -> ad.AnnData:
+    """Features with a known linear Cox effect, durations rounded so that ties occur."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    beta = np.array([1.0, -0.6, 0.3, 0.0])
+    t = rng.exponential(np.exp(-x @ beta))
+    c = rng.exponential(1.5, size=n)
+    obs = pd.DataFrame(
+        {
+            "time": np.round(np.minimum(t, c), 1) + 0.1,
+            "death": (t <= c).astype(int),
+        },
+        index=[f"s{i}" for i in range(n)],
+    )
+    adata = ad.AnnData(X=np.abs(rng.normal(size=(n, 5))).astype(np.float32), obs=obs)
+    adata.obsm["emb"] = x
+    return adata
+
+
+@pytest.fixture(scope="module")
+def cohort() -> ad.AnnData:
+    adata = simulate_survival_cohort(n_patients=260, n_genes=500, seed=3, cells_per_patient=40)
+    norm = adata.copy()
+    sc.pp.normalize_total(norm, target_sum=1e6)
+    sc.pp.log1p(norm)
+    sc.pp.pca(norm, n_comps=10)
+    adata.obsm["X_pca"] = norm.obsm["X_pca"]
+    return adata
+
+
+# --- the partial likelihood --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_partial_likelihood_and_gradient_match_brute_force(ties):
+    eta, t, e = small_tied_set()
+    x = torch.tensor(eta, requires_grad=True)
+    nll = cox_partial_nll_terms(x, torch.tensor(t), torch.tensor(e), ties=ties).sum()
+    nll.backward()
+    assert nll.item() == pytest.approx(brute_force_nll(eta, t, e, ties), rel=1e-10)
+    eps = 1e-6
+    numeric = np.array(
+        [
+            (
+                brute_force_nll(eta + eps * np.eye(len(eta))[i], t, e, ties)
+                - brute_force_nll(eta - eps * np.eye(len(eta))[i], t, e, ties)
+            )
+            / (2 * eps)
+            for i in range(len(eta))
+        ]
+    )
+    np.testing.assert_allclose(x.grad.numpy(), numeric, atol=1e-6)
+
+
+def test_efron_and_breslow_differ_only_with_tied_events():
+    eta, t, e = small_tied_set()
+    args = (torch.tensor(eta), torch.tensor(t), torch.tensor(e))
+    efron = cox_partial_nll_terms(*args, ties="efron").sum()
+    breslow = cox_partial_nll_terms(*args, ties="breslow").sum()
+    assert efron < breslow  # removing tied hazards shrinks the risk sets
+    t_distinct = t + np.arange(len(t)) * 1e-3
+    args = (torch.tensor(eta), torch.tensor(t_distinct), torch.tensor(e))
+    assert cox_partial_nll_terms(*args, ties="efron").sum().item() == pytest.approx(
+        cox_partial_nll_terms(*args, ties="breslow").sum().item()
+    )
+
+
+# --- the fitted model --------------------------------------------------------------------------
+
+
+def _coefficients(model: SurvivalModel) -> np.ndarray:
+    w = model.module.head.weight.detach().numpy().ravel()
+    return w / model.module.design_scale.numpy()  # back to the unstandardised features
+
+
+def test_unpenalised_fit_matches_lifelines_and_scikit_survival():
+    from lifelines import CoxPHFitter
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+    from sksurv.util import Surv
+
+    adata = linear_cohort()
+    x = adata.obsm["emb"]
+    frame = pd.DataFrame(x, columns=["f0", "f1", "f2", "f3"]).assign(
+        time=adata.obs["time"].to_numpy(), death=adata.obs["death"].to_numpy()
+    )
+    reference = {
+        "efron": CoxPHFitter().fit(frame, "time", "death").params_.to_numpy(),
+        "breslow": CoxPHSurvivalAnalysis(ties="breslow")
+        .fit(x, Surv.from_arrays(adata.obs["death"].astype(bool), adata.obs["time"]))
+        .coef_,
+    }
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    for ties, expected in reference.items():
+        model = SurvivalModel(adata, alpha=0.0, ties=ties)
+        model.train(**QUIET)
+        np.testing.assert_allclose(_coefficients(model), expected, atol=2e-3)
+
+
+def test_ridge_penalty_shrinks_coefficients():
+    adata = linear_cohort()
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    norms = []
+    for alpha in (0.0, 0.5):
+        model = SurvivalModel(adata, alpha=alpha)
+        model.train(**QUIET)
+        norms.append(np.linalg.norm(model.module.head.weight.detach().numpy()))
+    assert norms[1] < 0.7 * norms[0]
+
+
+def test_concordance_agrees_with_lifelines():
+    from lifelines.utils import concordance_index
+
+    adata = linear_cohort()
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    model = SurvivalModel(adata)
+    model.train(**QUIET)
+    risk = model.predict_risk()
+    d, e = adata.obs["time"].to_numpy(), adata.obs["death"].to_numpy()
+    # lifelines scores survival times: a higher score means longer survival
+    assert concordance_harrell(d, e, risk) == pytest.approx(concordance_index(d, -risk, e))
+    assert model.concordance() == pytest.approx(concordance_index(d, -risk, e))
+    assert concordance_harrell(d, e, risk) > 0.65
+
+
+def test_uno_equals_harrell_without_censoring():
+    rng = np.random.default_rng(1)
+    d = rng.exponential(size=80) + 0.01
+    e = np.ones(80, dtype=int)
+    risk = -d + rng.normal(scale=0.5, size=80)
+    # no censoring: every inverse-probability weight is 1 (below the truncation time)
+    uno = concordance_uno(d, e, d, e, risk, tau=np.inf)
+    assert uno == pytest.approx(concordance_harrell(d, e, risk), abs=1e-9)
+
+
+def test_cross_validation_on_simulated_cohort_reaches_true_risk(cohort):
+    SurvivalModel.setup_anndata(cohort, "duration", "event", embedding_key="X_pca")
+    model = SurvivalModel(cohort, alpha=0.05)
+    table = model.cross_validate(n_folds=5, seed=0, progress_bar=False)
+    assert list(table.index) == [f"fold {k}" for k in range(5)] + ["mean", "std"]
+    assert table.loc["fold 0":"fold 4", "n_test"].sum() == cohort.n_obs
+    d, e = cohort.obs["duration"], cohort.obs["event"]
+    c_true = concordance_harrell(d, e, cohort.obs["true_risk"])
+    c_cv = table.loc["mean", "c_index_harrell"]
+    assert c_true > 0.65
+    assert abs(c_cv - c_true) < 0.05, (c_cv, c_true)
+    assert np.isfinite(table.loc["mean", "c_index_uno"])
+    assert table.loc["std", "c_index_harrell"] > 0
+    assert not np.isnan(model.oof_risk_).any()
+    # honest risk groups from held-out predictions separate survival
+    groups = model.risk_groups("median")
+    assert set(groups.cat.categories) == {"low risk", "high risk"}
+    assert 0.35 < (groups == "high risk").mean() < 0.65
+    ax, p = model.plot_kaplan_meier("tertiles")
+    assert p < 0.01
+    assert len(ax.get_lines()) >= 3
+    assert p == pytest.approx(logrank_pvalue(d, e, model.risk_groups("tertiles")))
+
+
+def test_shuffled_outcome_scores_near_chance(cohort):
+    shuffled = cohort.copy()
+    perm = np.random.default_rng(7).permutation(cohort.n_obs)
+    shuffled.obs["duration"] = cohort.obs["duration"].to_numpy()[perm]
+    shuffled.obs["event"] = cohort.obs["event"].to_numpy()[perm]
+    SurvivalModel.setup_anndata(shuffled, "duration", "event", embedding_key="X_pca")
+    table = SurvivalModel(shuffled, alpha=0.05).cross_validate(5, progress_bar=False)
+    assert abs(table.loc["mean", "c_index_harrell"] - 0.5) < 0.06
+
+
+def test_covariates_mlp_save_load_and_new_samples(cohort, tmp_path):
+    adata = cohort[:120].copy()
+    SurvivalModel.setup_anndata(
+        adata,
+        "duration",
+        "event",
+        covariate_keys=["age"],
+        categorical_covariate_keys=["stage"],
+        embedding_key="X_pca",
+    )
+    model = SurvivalModel(adata, n_hidden=8, alpha=0.01)
+    assert model.module.n_design == 10 + 1 + 4
+    model.train(max_epochs=30, **QUIET)
+    risk = model.predict_risk()
+    assert risk.shape == (120,) and np.isfinite(risk).all()
+    model.save(tmp_path / "surv", overwrite=True)
+    loaded = SurvivalModel.load(tmp_path / "surv", adata=adata)
+    np.testing.assert_allclose(loaded.predict_risk(), risk, rtol=1e-5, atol=1e-6)
+    # new patients without outcomes, in another order
+    new = cohort[120:150].copy()
+    del new.obs["duration"], new.obs["event"]
+    reordered = new[::-1].copy()
+    a, b = loaded.predict_risk(new), loaded.predict_risk(reordered)
+    np.testing.assert_allclose(a, b[::-1], rtol=1e-5, atol=1e-6)
+
+
+def test_expression_features_and_training_split(cohort):
+    adata = cohort[:, :60].copy()
+    sc.pp.normalize_total(adata, target_sum=1e6)
+    sc.pp.log1p(adata)
+    SurvivalModel.setup_anndata(adata, "duration", "event")
+    model = SurvivalModel(adata, alpha=0.1)
+    model.train(train_size=0.8, **QUIET)
+    assert len(model.train_indices) == 208 and len(model.validation_indices) == 52
+    assert "validation_loss" in model.history
+    assert model.is_trained
+    assert "neg_partial_loglik_train" in model.history
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "match"),
+    [
+        ("time", -1.0, "durations <= 0"),
+        ("time", 0.0, "durations <= 0"),
+        ("time", np.nan, "missing or infinite durations"),
+        ("death", 2, "0/1 or boolean"),
+        ("death", np.nan, "missing values"),
+    ],
+)
+def test_bad_outcomes_are_refused(column, values, match):
+    adata = linear_cohort(30)
+    adata.obs[column] = adata.obs[column].astype(float)
+    adata.obs.iloc[3, adata.obs.columns.get_loc(column)] = values
+    with pytest.raises(ValueError, match=match):
+        SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+
+
+def test_boolean_events_accepted_and_all_censored_refused():
+    adata = linear_cohort(30)
+    adata.obs["death"] = adata.obs["death"].astype(bool)
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    adata.obs["death"] = False
+    with pytest.raises(ValueError, match="Every sample is censored"):
+        SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    adata.obs["death"] = "yes"
+    with pytest.raises(TypeError, match="boolean or 0/1"):
+        SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+
+
+def test_bad_features_and_covariates_are_refused():
+    adata = linear_cohort(30)
+    adata.obs["age"] = 50.0
+    adata.obs.iloc[2, adata.obs.columns.get_loc("age")] = np.nan
+    with pytest.raises(ValueError, match="Covariate 'age' has 1 missing"):
+        SurvivalModel.setup_anndata(adata, "time", "death", ["age"], embedding_key="emb")
+    with pytest.raises(KeyError, match=r"not in adata\.obsm"):
+        SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="nope")
+    adata.obsm["emb"][4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    adata.obsm["emb"][4, 1] = 0.0
+    adata.obsm["emb"][:, 2] = 1.0
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    with pytest.raises(ValueError, match="constant across all samples"):
+        SurvivalModel(adata)
+
+
+def test_too_few_samples_or_events_for_folds():
+    adata = linear_cohort(4)
+    adata.obs["death"] = [1, 1, 0, 1]
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    with pytest.raises(ValueError, match="Cannot make 5 folds from 4 samples"):
+        SurvivalModel(adata).cross_validate(5)
+    adata = linear_cohort(20)
+    adata.obs["death"] = 0
+    adata.obs.iloc[:2, adata.obs.columns.get_loc("death")] = 1
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    with pytest.raises(ValueError, match="Only 2 events for 5 folds"):
+        SurvivalModel(adata).cross_validate(5)
+
+
+def test_risk_groups_need_cross_validation_first():
+    adata = linear_cohort(30)
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    model = SurvivalModel(adata)
+    with pytest.raises(RuntimeError, match="cross_validate"):
+        model.risk_groups()
+    groups = risk_groups(np.array([0.1, 0.4, 0.6, 0.9]), "tertiles")
+    assert list(groups) == ["low risk", "intermediate risk", "intermediate risk", "high risk"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.train(**QUIET)
+    assert model.risk_groups(source="fit").value_counts().to_dict() == {
+        "low risk": 15,
+        "high risk": 15,
+    }
