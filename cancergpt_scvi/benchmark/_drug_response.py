@@ -173,7 +173,8 @@ def cross_validate_drug_response(
     name
         Method name of the model in the results.
     model_kwargs, train_kwargs
-        Options of the model and of its ``train`` (``validation_by`` defaults to ``holdout``).
+        Options of the model and of its ``train``. ``validation_by`` defaults to ``holdout``;
+        ``train_size`` to 1.0 (no validation pairs) unless ``early_stopping`` is on.
     oracle
         Function from a pair table (``cell_line``, ``drug``) to noise-free responses.
     folds
@@ -205,7 +206,10 @@ def cross_validate_drug_response(
     tissue_key = setup_args["tissue_key"]
     tissue = adata.obs[tissue_key].astype(str) if tissue_key is not None else None
     splits = drug_response_splits(pairs, holdout, n_folds, tissue, seed=seed)
-    train_kwargs = {"validation_by": holdout, **(train_kwargs or {})}
+    train_kwargs = dict(train_kwargs or {})
+    # validation pairs are only worth holding back when early stopping uses them
+    train_kwargs.setdefault("train_size", 0.9 if train_kwargs.get("early_stopping") else 1.0)
+    train_kwargs.setdefault("validation_by", holdout)
     group = "cell_line" if holdout == "cell_lines" else "drug"
     other = "drug" if holdout == "cell_lines" else "cell_line"
     baseline = "drug mean" if holdout == "cell_lines" else "cell-line mean"
