@@ -60,7 +60,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-drugs", type=int, default=24)
     parser.add_argument("--n-genes", type=int, default=1000)
     parser.add_argument("--n-folds", type=int, default=5)
-    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--n-pcs", type=int, default=32)
     parser.add_argument("--n-top-genes", type=int, default=500)
     parser.add_argument("--no-cancergpt", action="store_true", help="skip CancerGPT embeddings")

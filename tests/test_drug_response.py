@@ -299,9 +299,12 @@ def test_save_load_round_trip(trained, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = DrugResponseModel.load(tmp_path / "m")
-        without_adata = DrugResponseModel.load(tmp_path / "m", adata=model.adata.copy())
+        with_adata = DrugResponseModel.load(tmp_path / "m", adata=model.adata.copy())
+        registry_only = DrugResponseModel.load(tmp_path / "m", adata=False)
     pd.testing.assert_frame_equal(loaded.predict(), before)
-    pd.testing.assert_frame_equal(without_adata.predict(), before)
+    pd.testing.assert_frame_equal(with_adata.predict(), before)
+    # a model without AnnData predicts for any cell lines that have its representation
+    pd.testing.assert_frame_equal(registry_only.predict(adata=model.adata), before)
     assert loaded.drug_smiles_ == model.drug_smiles_
 
 

@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SubsetRandomSampler
 
 from ._molecules import DrugFeaturizer, parse_smiles
 
@@ -221,24 +221,10 @@ class DrugResponsePairs(Dataset):
     def loader(self, indices: np.ndarray, batch_size: int, shuffle: bool = False) -> DataLoader:
         """Minibatches of the pairs ``indices``."""
         indices = np.asarray(indices)
-        order = RandomSampler(indices) if shuffle else range(len(indices))
+        order = SubsetRandomSampler(indices) if shuffle else indices
         batches = BatchSampler(order, batch_size=batch_size, drop_last=False)
         # batch_size=None: each sampled item is already a whole minibatch of pair positions
-        return DataLoader(self, sampler=_MappedSampler(batches, indices), batch_size=None)
-
-
-class _MappedSampler:
-    """Batches of positions in ``indices`` (reshuffled each epoch if so), mapped to pairs."""
-
-    def __init__(self, sampler: BatchSampler, indices: np.ndarray):
-        self.sampler, self.indices = sampler, indices
-
-    def __iter__(self):
-        for batch in self.sampler:
-            yield self.indices[batch]
-
-    def __len__(self) -> int:
-        return len(self.sampler)
+        return DataLoader(self, sampler=batches, batch_size=None)
 
 
 def split_pairs(
