@@ -44,7 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--adversarial-weight", type=float, default=1.0)
+    parser.add_argument("--adversarial-weight", type=float, default=0.02)
     parser.add_argument("--adversarial-schedule", default="dann")
     parser.add_argument("--scvi-epochs", type=int, default=200)
     parser.add_argument("--clustering", default="kmeans", choices=["kmeans", "leiden"])

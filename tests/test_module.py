@@ -1,7 +1,7 @@
 import torch
 
 from cancergpt_scvi.module import CancerGPTModule
-from cancergpt_scvi.nn import TransformerEncoder, grad_reverse
+from cancergpt_scvi.nn import DomainDiscriminator, TransformerEncoder, grad_reverse
 from tests.conftest import TINY
 
 
@@ -74,3 +74,27 @@ def test_loss_reports_each_objective():
         "disc_acc_batch",
     }
     assert torch.isfinite(loss.loss)
+
+
+def test_discriminator_reads_a_domain_hidden_in_a_small_spread():
+    """<cls> embeddings share a large common direction; the domain is in the small rest."""
+    torch.manual_seed(0)
+    n, dim = 256, 32
+    common = torch.nn.functional.normalize(torch.randn(dim), dim=0)
+    domain = torch.randint(0, 2, (n,))
+    direction = torch.nn.functional.normalize(torch.randn(dim), dim=0)
+    spread = 1e-3 * ((2 * domain - 1)[:, None] * direction + 0.5 * torch.randn(n, dim))
+    z = torch.nn.functional.normalize(common + spread, dim=1)
+
+    disc = DomainDiscriminator(dim, 2)
+    optimizer = torch.optim.Adam(disc.parameters(), lr=1e-3)
+    for _ in range(150):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(disc(z), domain).backward()
+        optimizer.step()
+    disc.eval()
+    with torch.no_grad():
+        accuracy = (disc(z).argmax(-1) == domain).float().mean().item()
+    assert accuracy > 0.9
+    disc.train()
+    assert disc(z[:1]).shape == (1, 2)  # a minibatch of one cell does not break training

@@ -227,7 +227,7 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         batch_size: int = 64,
         lr: float = 1e-3,
         oversample: bool = True,
-        adversarial_weight: float = 1.0,
+        adversarial_weight: float = 0.02,
         adversarial_schedule: Literal["constant", "linear", "dann"] = "dann",
         weight_decay: float = 0.01,
         train_size: float | None = None,
@@ -254,7 +254,11 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
             Tissue- and technology-aware oversampling of the training cells
             (:func:`~cancergpt_scvi.data.oversampling_weights`).
         adversarial_weight
-            Weight of the reversed discriminator gradient (0: no adversarial push).
+            Weight of the reversed discriminator gradient (0: no adversarial push). The
+            discriminators see the embedding standardised per dimension, which scales the
+            reversed gradient up by the inverse of the embedding's small spread: weights much
+            above the default trade biology for domain mixing (see
+            ``benchmarks/adversarial_ablation.py`` and the pretraining docs page).
         adversarial_schedule
             Ramp of that weight: ``"constant"``, ``"linear"`` or ``"dann"``.
         weight_decay

@@ -35,7 +35,7 @@ class CancerGPTTrainingPlan(TrainingPlan):
         self,
         module,
         *,
-        adversarial_weight: float = 1.0,
+        adversarial_weight: float = 0.02,
         adversarial_schedule: AdversarialSchedule = "dann",
         adversarial_warmup_epochs: int = 5,
         **kwargs,

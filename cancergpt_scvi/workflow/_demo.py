@@ -52,7 +52,7 @@ def run_demo(
         adata, batch_key="batch", technology_key="technology", tissue_key="tissue"
     )
     model = CancerGPTModel(adata, preset=preset)
-    model.train(max_epochs=max_epochs, oversample=True, adversarial_weight=1.0)
+    model.train(max_epochs=max_epochs, oversample=True)
     adata.obsm["X_cancergpt"] = model.get_latent_representation()
 
     paths: dict[str, Path] = {"model": out / "model"}
