@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -11,10 +10,11 @@ class DomainDiscriminator(nn.Module):
     """MLP predicting a categorical domain from the cell embedding.
 
     The embedding is first standardised per dimension over the minibatch (batch
-    normalisation without affine parameters): ``<cls>`` embeddings share a large common
-    direction and differ from cell to cell by a small fraction of their norm, which a plain
-    MLP only sees once its weights have grown by orders of magnitude. Without it the
-    discriminator stays at chance and the adversarial loss does nothing.
+    normalisation without affine parameters or running statistics): ``<cls>`` embeddings share a
+    large common direction and differ from cell to cell by a small fraction of their norm, which
+    a plain MLP only sees once its weights have grown by orders of magnitude. Without it the
+    discriminator stays at chance and the adversarial loss does nothing. No running statistics
+    are kept, so data-parallel ranks hold identical state.
 
     Parameters
     ----------
@@ -29,7 +29,7 @@ class DomainDiscriminator(nn.Module):
     def __init__(self, embed_dim: int, n_domains: int, hidden_dim: int | None = None):
         super().__init__()
         hidden_dim = hidden_dim or embed_dim
-        self.standardize = nn.BatchNorm1d(embed_dim, affine=False)
+        self.eps = 1e-5
         self.net = nn.Sequential(
             nn.Linear(embed_dim, hidden_dim),
             nn.LeakyReLU(),
@@ -41,15 +41,7 @@ class DomainDiscriminator(nn.Module):
         )
 
     def forward(self, cell_emb: torch.Tensor) -> torch.Tensor:
-        bn = self.standardize
-        # a minibatch of one cell has no spread: use the running statistics instead
-        batch_stats = self.training and cell_emb.shape[0] > 1
-        x = F.batch_norm(
-            cell_emb,
-            bn.running_mean,
-            bn.running_var,
-            training=batch_stats,
-            momentum=bn.momentum,
-            eps=bn.eps,
-        )
-        return self.net(x)
+        # a minibatch of one cell has no spread: it standardises to zeros (no domain signal)
+        centred = cell_emb - cell_emb.mean(dim=0, keepdim=True)
+        scale = torch.rsqrt(centred.pow(2).mean(dim=0, keepdim=True) + self.eps)
+        return self.net(centred * scale)
