@@ -7,9 +7,14 @@ from collections.abc import Mapping
 import anndata as ad
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
-from ._simulate import TECHNOLOGIES, copy_number_profile, make_genetic_background, sample_counts
+from ._simulate import (
+    TECHNOLOGIES,
+    assemble_cells,
+    copy_number_profile,
+    make_genetic_background,
+    sample_counts,
+)
 
 #: Glioblastoma malignant states (Neftel et al., 2019) and the gene program each one draws.
 #: MES-like reuses the atlas' ``"mesenchymal"`` program; the others are programs the
@@ -160,11 +165,6 @@ def simulate_glioblastoma(
                 }
             )
         )
-    X = sparse.vstack(blocks).tocsr()
-    obs = pd.concat(obs_rows, ignore_index=True)
-    for col in obs.columns:
-        obs[col] = obs[col].astype("category")
-    obs["cell_state"] = obs["cell_state"].cat.set_categories(state_names)
-    obs.index = [f"{patient_prefix}-cell{i}" for i in range(len(obs))]
-    var = pd.DataFrame({"chromosome": bg.chromosome}, index=bg.gene_names)
-    return ad.AnnData(X=X, obs=obs, var=var)
+    adata = assemble_cells(blocks, obs_rows, bg, cell_prefix=f"{patient_prefix}-")
+    adata.obs["cell_state"] = adata.obs["cell_state"].cat.set_categories(state_names)
+    return adata

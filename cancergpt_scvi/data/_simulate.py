@@ -155,6 +155,21 @@ def sample_counts(
     return sparse.csr_matrix(counts)
 
 
+def assemble_cells(
+    blocks: list[sparse.spmatrix],
+    obs_rows: list[pd.DataFrame],
+    bg,
+    cell_prefix: str = "",
+) -> ad.AnnData:
+    """Stack per-patient count blocks and their ``obs`` into one AnnData (categorical obs)."""
+    obs = pd.concat(obs_rows, ignore_index=True)
+    for col in obs.columns:
+        obs[col] = obs[col].astype("category")
+    obs.index = [f"{cell_prefix}cell{i}" for i in range(len(obs))]
+    var = pd.DataFrame({"chromosome": bg.chromosome}, index=bg.gene_names)
+    return ad.AnnData(X=sparse.vstack(blocks).tocsr(), obs=obs, var=var)
+
+
 def simulate_malignant_atlas(
     n_cells: int = 3000,
     n_genes: int = 2000,
@@ -271,10 +286,4 @@ def simulate_malignant_atlas(
                     }
                 )
             )
-    X = sparse.vstack(blocks).tocsr()
-    obs = pd.concat(obs_rows, ignore_index=True)
-    for col in obs.columns:
-        obs[col] = obs[col].astype("category")
-    obs.index = [f"cell{i}" for i in range(len(obs))]
-    var = pd.DataFrame({"chromosome": bg.chromosome}, index=bg.gene_names)
-    return ad.AnnData(X=X, obs=obs, var=var)
+    return assemble_cells(blocks, obs_rows, bg)
