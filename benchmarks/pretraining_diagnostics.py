@@ -54,11 +54,12 @@ def dense(adata) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float64)
 
 
-def objective_floors(adata, seed: int) -> pd.Series:
+def objective_floors(adata, n_bins: int, seed: int) -> pd.Series:
     """Held-out MSE of group-mean predictors of the masked-expression target."""
     x = dense(adata)
-    bins = bin_expression(x, 51, mode="release", generator=torch.Generator().manual_seed(seed))
-    target = np.where(x.numpy() > 0, bins.numpy() / 50.0, np.nan)
+    generator = torch.Generator().manual_seed(seed)
+    bins = bin_expression(x, n_bins, mode="release", generator=generator)
+    target = np.where(x.numpy() > 0, bins.numpy() / (n_bins - 1), np.nan)
     order = np.random.default_rng(seed).permutation(adata.n_obs)
     train, test = order[: 2 * adata.n_obs // 3], order[2 * adata.n_obs // 3 :]
     overall = np.nanmean(target[train], axis=0)
@@ -91,8 +92,11 @@ def token_information(adata, model: CancerGPTModel, seed: int) -> pd.Series:
     """Tissue accuracy of logistic regression on the bins of each token set."""
     module = model.module
     x = dense(adata).float()
-    bins = bin_expression(x, 51, mode="deterministic").numpy() / 50.0
+    bins = bin_expression(x, module.n_bins, mode="deterministic").numpy() / (module.n_bins - 1)
     n_genes = module.max_seq_len - 1
+    # token id -> column of the data, to put each token's bin back in its gene's column
+    column_of_token = np.full(int(module.gene_ids.max()) + 1, -1)
+    column_of_token[module.gene_ids.numpy()] = np.arange(adata.n_vars)
     generator = torch.Generator().manual_seed(seed)
     sets = {}
     for name, random in (("random expressed", True), ("most expressed", False)):
@@ -101,8 +105,7 @@ def token_information(adata, model: CancerGPTModel, seed: int) -> pd.Series:
         )
         seen = np.zeros_like(bins)
         rows, cols = np.nonzero(tokens.gene_positions.numpy())
-        gene_of_id = {int(i): g for g, i in enumerate(module.gene_ids.tolist())}
-        genes = np.array([gene_of_id[int(i)] for i in tokens.gene_ids.numpy()[rows, cols]])
+        genes = column_of_token[tokens.gene_ids.numpy()[rows, cols]]
         seen[rows, genes] = bins[rows, genes]
         sets[f"{n_genes} {name} genes"] = seen
     sets[f"all {adata.n_vars} genes"] = bins
@@ -245,7 +248,7 @@ def main() -> None:
     )
     torch.manual_seed(args.seed)
     model = CancerGPTModel(adata, preset="cpu-small")
-    floors = objective_floors(adata, args.seed)
+    floors = objective_floors(adata, model.module.n_bins, args.seed)
     info = token_information(adata, model, args.seed)
     similarity = value_similarity(model.module.embed_dim, model.module.n_bins, args.seed)
     readout = readout_speed(adata, args.steps, args.seed)
