@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--atlas-cells", type=int, default=3000)
     parser.add_argument("--n-genes", type=int, default=600)
     parser.add_argument("--preset", default="cpu-small")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--n-patients", type=int, default=400)
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)

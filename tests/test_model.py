@@ -18,10 +18,12 @@ def _setup(adata, **kwargs):
     return adata
 
 
-def test_training_loss_goes_down_and_every_loss_is_logged(trained_model):
+def test_training_losses_go_down_and_every_loss_is_logged(trained_model):
     history = trained_model.history
-    loss = history["train_loss"].to_numpy().ravel().astype(float)
-    assert loss[-1] < loss[0]
+    # the total changes objective as the MVC weight ramps up: each loss must fall on its own
+    for key in ("mlm_loss_train", "mvc_loss_train"):
+        loss = history[key].to_numpy().ravel().astype(float)
+        assert loss[-1] < loss[0], key
     for key in (
         "mlm_loss_train",
         "mvc_loss_train",
@@ -30,6 +32,17 @@ def test_training_loss_goes_down_and_every_loss_is_logged(trained_model):
         "reconstruction_loss_validation",
     ):
         assert key in history
+
+
+def test_mvc_warms_up_and_adversarial_push_starts_after_it(trained_model):
+    # 4 epochs, MVC off for the first quarter of training, ramped over the second, then on;
+    # the reversed gradient starts when the ramp ends
+    mvc = trained_model.history["mvc_weight"].to_numpy().ravel().astype(float)
+    adv = trained_model.history["adversarial_weight"].to_numpy().ravel().astype(float)
+    np.testing.assert_allclose(mvc[[0, 2, 3]], [0.0, 1.0, 1.0])
+    assert 0.0 < mvc[1] < 1.0
+    np.testing.assert_allclose(adv[:2], 0.0)
+    assert adv[3] > adv[2] > 0.0
 
 
 def test_embedding_is_normalised_deterministic_and_usable_by_scanpy(trained_model):
@@ -129,3 +142,10 @@ def test_load_refuses_missing_folder_other_class_and_missing_fields(trained_mode
     del lacking.obs["technology"]
     with pytest.raises(KeyError, match="technology"):
         CancerGPTModel.load(tmp_path / "m", adata=lacking)
+
+
+def test_schedule_fractions_outside_0_1_are_refused(atlas):
+    adata = _setup(atlas.copy())
+    model = CancerGPTModel(adata, **TINY)
+    with pytest.raises(ValueError, match="mvc_start is a fraction of training"):
+        model.train(max_epochs=1, mvc_start=1.5, enable_progress_bar=False)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cancergpt_scvi.module import CancerGPTModule
@@ -98,3 +99,35 @@ def test_discriminator_reads_a_domain_hidden_in_a_small_spread():
     assert accuracy > 0.9
     disc.train()
     assert disc(z[:1]).shape == (1, 2)  # a minibatch of one cell does not break training
+
+
+def test_conditioned_discriminator_reads_the_domain_only_beyond_the_condition():
+    """Patients nested in tissues: told the tissue, the discriminator needs the rest of z."""
+    torch.manual_seed(0)
+    n, dim, n_tissues = 240, 16, 4
+    tissue = torch.arange(n) % n_tissues
+    patient = tissue * 2 + (torch.arange(n) // n_tissues) % 2  # two patients per tissue
+    z = torch.randn(n, dim)  # carries nothing about the patient
+    disc = DomainDiscriminator(dim, 2 * n_tissues, n_conditions=n_tissues)
+    optimizer = torch.optim.Adam(disc.parameters(), lr=1e-2)
+    for _ in range(200):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(disc(z, tissue), patient).backward()
+        optimizer.step()
+    with torch.no_grad():
+        predicted = disc(z, tissue).argmax(-1)
+    # the tissue narrows each cell down to its tissue's two patients, never to a wrong tissue
+    assert torch.equal(predicted // 2, tissue)
+    with pytest.raises(ValueError, match="pass the condition codes"):
+        disc(z)
+
+
+def test_module_conditions_its_discriminators_on_tissue_when_registered():
+    ids = torch.arange(3, 53)
+    kwargs = {**TINY, "n_domains": {"batch": 3, "technology": 2}}
+    conditioned = CancerGPTModule(ids, 53, n_conditions=5, **kwargs)
+    plain = CancerGPTModule(ids, 53, n_conditions=1, **kwargs)
+    for key in ("batch", "technology"):
+        first = conditioned.domain_discriminators[key].net[0]
+        assert first.in_features == TINY["embed_dim"] + 5
+        assert plain.domain_discriminators[key].net[0].in_features == TINY["embed_dim"]

@@ -137,7 +137,9 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
             for name, key in DOMAIN_KEYS.items()
             if f"n_{key}" in self.summary_stats
         }
-        config = {**PRESETS[preset], **module_kwargs}
+        # discriminators are told the tissue (patients are nested in tissues), see the module
+        n_tissues = int(self.summary_stats.get(f"n_{TISSUE_KEY}", 1))
+        config = {**PRESETS[preset], "n_conditions": n_tissues, **module_kwargs}
         self.module = self._module_cls(
             gene_ids=torch.as_tensor(gene_ids),
             n_tokens=vocab.size,
@@ -227,8 +229,10 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         batch_size: int = 64,
         lr: float = 1e-3,
         oversample: bool = True,
-        adversarial_weight: float = 0.02,
+        adversarial_weight: float = 0.003,
         adversarial_schedule: Literal["constant", "linear", "dann"] = "dann",
+        mvc_start: float = 0.25,
+        mvc_ramp: float = 0.25,
         weight_decay: float = 0.01,
         train_size: float | None = None,
         validation_size: float | None = None,
@@ -260,7 +264,14 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
             above the default trade biology for domain mixing (see
             ``benchmarks/adversarial_ablation.py`` and the pretraining docs page).
         adversarial_schedule
-            Ramp of that weight: ``"constant"``, ``"linear"`` or ``"dann"``.
+            Ramp of that weight: ``"constant"``, ``"linear"`` or ``"dann"``; it starts when
+            the MVC ramp ends (``plan_kwargs={"adversarial_start": ...}`` to change).
+        mvc_start, mvc_ramp
+            Fractions of training: MVC (expression from the cell embedding) is off for the
+            first ``mvc_start`` and its weight then rises linearly to 1 over ``mvc_ramp``.
+            Started from the first step, MVC holds ``<cls>`` at predicting every gene's mean
+            (see :class:`~cancergpt_scvi.train.CancerGPTTrainingPlan` and the pretraining docs
+            page); ``mvc_start=0, mvc_ramp=0`` trains it from the start.
         weight_decay
             AdamW weight decay.
         train_size, validation_size
@@ -288,6 +299,8 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
             "weight_decay": weight_decay,
             "adversarial_weight": adversarial_weight,
             "adversarial_schedule": adversarial_schedule,
+            "mvc_start": mvc_start,
+            "mvc_ramp": mvc_ramp,
             **(plan_kwargs or {}),
         }
         splitter = {"oversample": oversample, **(datasplitter_kwargs or {})}

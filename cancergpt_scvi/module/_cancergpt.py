@@ -10,7 +10,7 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-from cancergpt_scvi._constants import DOMAIN_KEYS
+from cancergpt_scvi._constants import DOMAIN_KEYS, TISSUE_KEY
 from cancergpt_scvi.data._binning import BinningMode, bin_expression
 from cancergpt_scvi.data._tokenize import GeneSelection, TokenBatch, tokenize
 from cancergpt_scvi.nn import (
@@ -45,6 +45,10 @@ class CancerGPTModule(BaseModuleClass):
     n_domains
         Number of categories of each adversarial covariate, e.g.
         ``{"batch": 12, "technology": 2}``; covariates with one category get no discriminator.
+    n_conditions
+        Categories of the registered tissue; with more than one, every discriminator is told
+        the cell's tissue (:class:`~cancergpt_scvi.nn.DomainDiscriminator`), so the adversarial
+        push removes batch and technology within a tissue rather than the tissue itself.
     embed_dim, n_layers, n_heads, ffn_dim, dropout
         Transformer size (release: 256, 6, 8, 512, 0.2).
     n_bins
@@ -69,6 +73,7 @@ class CancerGPTModule(BaseModuleClass):
         cls_id: int = 0,
         pad_id: int = 1,
         n_domains: Mapping[str, int] | None = None,
+        n_conditions: int = 1,
         embed_dim: int = 256,
         n_layers: int = 6,
         n_heads: int = 8,
@@ -100,9 +105,11 @@ class CancerGPTModule(BaseModuleClass):
         self.expr_decoder = ExpressionDecoder(embed_dim)
         self.mvc_decoder = MVCDecoder(embed_dim) if use_mvc else None
         self.grl = GradientReversal(1.0)
+        # one tissue (or none registered) conditions nothing
+        self.n_conditions = int(n_conditions) if int(n_conditions) > 1 else 0
         self.domain_discriminators = nn.ModuleDict(
             {
-                key: DomainDiscriminator(embed_dim, int(n))
+                key: DomainDiscriminator(embed_dim, int(n), n_conditions=self.n_conditions)
                 for key, n in (n_domains or {}).items()
                 if int(n) > 1
             }
@@ -225,9 +232,10 @@ class CancerGPTModule(BaseModuleClass):
 
         adversarial = torch.zeros((), device=target.device)
         reversed_emb = self.grl(inference_outputs["z"])
+        condition = tensors.get(TISSUE_KEY) if self.n_conditions else None
         for key, disc in self.domain_discriminators.items():
             labels = tensors[DOMAIN_KEYS[key]].long().view(-1)
-            logits = disc(reversed_emb)
+            logits = disc(reversed_emb, condition)
             ce = F.cross_entropy(logits, labels)
             adversarial = adversarial + ce
             metrics[f"adv_loss_{key}"] = ce.detach()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -24,14 +25,26 @@ class DomainDiscriminator(nn.Module):
         Number of categories of the covariate.
     hidden_dim
         Width of the hidden layers.
+    n_conditions
+        Categories of a covariate the discriminator is told (one-hot, next to the embedding),
+        e.g. tissue. A domain nested in it (patients of one tissue each) is then recognised
+        only from what the embedding adds to the condition, so the reversed gradient removes
+        the domain *within* the condition instead of the condition itself. 0: unconditioned.
     """
 
-    def __init__(self, embed_dim: int, n_domains: int, hidden_dim: int | None = None):
+    def __init__(
+        self,
+        embed_dim: int,
+        n_domains: int,
+        hidden_dim: int | None = None,
+        n_conditions: int = 0,
+    ):
         super().__init__()
         hidden_dim = hidden_dim or embed_dim
         self.eps = 1e-5
+        self.n_conditions = int(n_conditions)
         self.net = nn.Sequential(
-            nn.Linear(embed_dim, hidden_dim),
+            nn.Linear(embed_dim + self.n_conditions, hidden_dim),
             nn.LeakyReLU(),
             nn.LayerNorm(hidden_dim),
             nn.Linear(hidden_dim, hidden_dim),
@@ -40,8 +53,17 @@ class DomainDiscriminator(nn.Module):
             nn.Linear(hidden_dim, n_domains),
         )
 
-    def forward(self, cell_emb: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, cell_emb: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Domain logits ``(B, n_domains)``; ``condition`` holds category codes ``(B,)``."""
         # a minibatch of one cell has no spread: it standardises to zeros (no domain signal)
         centred = cell_emb - cell_emb.mean(dim=0, keepdim=True)
         scale = torch.rsqrt(centred.pow(2).mean(dim=0, keepdim=True) + self.eps)
-        return self.net(centred * scale)
+        features = centred * scale
+        if self.n_conditions:
+            if condition is None:
+                raise ValueError("This discriminator is conditioned: pass the condition codes.")
+            onehot = F.one_hot(condition.long().view(-1), self.n_conditions)
+            features = torch.cat([features, onehot.to(features.dtype)], dim=-1)
+        return self.net(features)

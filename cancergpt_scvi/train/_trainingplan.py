@@ -1,4 +1,4 @@
-"""Training plan of CancerGPT: scvi-tools' plan plus the adversarial-weight schedule."""
+"""Training plan of CancerGPT: scvi-tools' plan plus the MVC and adversarial-weight schedules."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ AdversarialSchedule = Literal["constant", "linear", "dann"]
 
 
 class CancerGPTTrainingPlan(TrainingPlan):
-    """:class:`~scvi.train.TrainingPlan` that schedules the gradient-reversal weight.
+    """:class:`~scvi.train.TrainingPlan` that schedules the MVC and gradient-reversal weights.
+
+    Both schedules run over training progress ``p`` (0 at the first step, 1 after
+    ``max_epochs``). The MVC weight is 0 until ``mvc_start``, then ramps linearly to 1 over
+    ``mvc_ramp``: trained from the first step, MVC settles on predicting every gene's mean bin
+    from a ``<cls>`` that carries no cell information (a saddle it does not leave within a CPU
+    budget), and it holds the masked objective there too; started once the encoder has learned
+    the masked objective, it leaves the saddle and ``<cls>`` comes to carry the cell's profile.
+    The adversarial weight stays 0 until ``adversarial_start`` (by default when the MVC ramp
+    ends: reversing the gradient of an embedding that carries no cell information yet only
+    scrambles it), then follows ``adversarial_schedule`` over the rest of training.
 
     Parameters
     ----------
@@ -27,6 +37,14 @@ class CancerGPTTrainingPlan(TrainingPlan):
         Ganin & Lempitsky.
     adversarial_warmup_epochs
         Epochs of the ``"linear"`` ramp.
+    adversarial_start
+        Training progress (0-1) at which the adversarial push starts; default: at the end of the
+        MVC ramp (``mvc_start + mvc_ramp``).
+    mvc_start
+        Training progress (0-1) before which MVC is off (masked expression only).
+    mvc_ramp
+        Training progress over which the MVC weight then rises linearly from 0 to 1 (0: at
+        once).
     **kwargs
         Passed to :class:`~scvi.train.TrainingPlan` (``lr``, ``optimizer``, ``weight_decay``...).
     """
@@ -35,40 +53,77 @@ class CancerGPTTrainingPlan(TrainingPlan):
         self,
         module,
         *,
-        adversarial_weight: float = 0.02,
+        adversarial_weight: float = 0.003,
         adversarial_schedule: AdversarialSchedule = "dann",
         adversarial_warmup_epochs: int = 5,
+        adversarial_start: float | None = None,
+        mvc_start: float = 0.25,
+        mvc_ramp: float = 0.25,
         **kwargs,
     ):
         if adversarial_weight < 0:
             raise ValueError(f"adversarial_weight must be >= 0, got {adversarial_weight}.")
         if adversarial_schedule not in ("constant", "linear", "dann"):
             raise ValueError(f"Unknown adversarial_schedule {adversarial_schedule!r}.")
+        if adversarial_start is None:
+            adversarial_start = min(mvc_start + mvc_ramp, 1.0)
+        for name, value in (
+            ("mvc_start", mvc_start),
+            ("mvc_ramp", mvc_ramp),
+            ("adversarial_start", adversarial_start),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(
+                    f"{name} is a fraction of training (between 0 and 1), got {value}."
+                )
         super().__init__(module, **kwargs)
         self.adversarial_weight = adversarial_weight
         self.adversarial_schedule = adversarial_schedule
         self.adversarial_warmup_epochs = adversarial_warmup_epochs
+        self.adversarial_start = adversarial_start
+        self.mvc_start, self.mvc_ramp = mvc_start, mvc_ramp
+
+    def training_progress(self, batch_idx: int = 0) -> tuple[float, float]:
+        """Epochs done (fractional) and the fraction of ``max_epochs`` they make."""
+        n_batches = max(int(self.trainer.num_training_batches or 1), 1)
+        epoch = self.current_epoch + batch_idx / n_batches
+        return epoch, min(1.0, epoch / max(int(self.trainer.max_epochs or 1), 1))
+
+    def current_mvc_weight(self, batch_idx: int = 0) -> float:
+        """Weight of the MVC loss at the current point of training."""
+        _, progress = self.training_progress(batch_idx)
+        if progress < self.mvc_start:
+            return 0.0
+        if self.mvc_ramp == 0:
+            return 1.0
+        return min(1.0, (progress - self.mvc_start) / self.mvc_ramp)
 
     def current_adversarial_weight(self, batch_idx: int = 0) -> float:
         """Gradient-reversal weight at the current point of training."""
+        epoch, progress = self.training_progress(batch_idx)
+        if progress < self.adversarial_start:
+            return 0.0
         if self.adversarial_schedule == "constant":
             return self.adversarial_weight
-        n_batches = max(int(self.trainer.num_training_batches or 1), 1)
-        epoch = self.current_epoch + batch_idx / n_batches
+        max_epochs = max(int(self.trainer.max_epochs or 1), 1)
         if self.adversarial_schedule == "linear":
-            ramp = min(1.0, epoch / max(self.adversarial_warmup_epochs, 1))
+            since = epoch - self.adversarial_start * max_epochs
+            ramp = min(1.0, since / max(self.adversarial_warmup_epochs, 1))
         else:
-            progress = min(1.0, epoch / max(int(self.trainer.max_epochs or 1), 1))
-            ramp = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+            # the DANN ramp over the part of training left after the start
+            rest = max(1.0 - self.adversarial_start, 1e-8)
+            ramp = 2.0 / (1.0 + math.exp(-10.0 * (progress - self.adversarial_start) / rest)) - 1.0
         return self.adversarial_weight * ramp
 
     def on_train_batch_start(self, batch, batch_idx):
-        """Set the reversal weight for this step and log it."""
+        """Set the MVC and reversal weights for this step and log them."""
         weight = self.current_adversarial_weight(batch_idx)
         self.module.grl.weight = weight
-        self.log(
-            "adversarial_weight", weight, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist
-        )
+        mvc_weight = self.current_mvc_weight(batch_idx)
+        # validation reuses these loss arguments: its loss is that of the current objective
+        self.loss_kwargs["mvc_weight"] = mvc_weight
+        for name, value in (("adversarial_weight", weight), ("mvc_weight", mvc_weight)):
+            self.log(name, value, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist)
 
     @torch.no_grad()
     def compute_and_log_metrics(self, loss_output, metrics, mode):
