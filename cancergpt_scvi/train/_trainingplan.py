@@ -19,7 +19,8 @@ class CancerGPTTrainingPlan(TrainingPlan):
     ``mvc_ramp``: trained from the first step, MVC settles on predicting every gene's mean bin
     from a ``<cls>`` that carries no cell information (a saddle it does not leave within a CPU
     budget), and it holds the masked objective there too; started once the encoder has learned
-    the masked objective, it leaves the saddle and ``<cls>`` comes to carry the cell's profile.
+    the masked objective, it can leave the saddle so that ``<cls>`` comes to carry the cell's
+    profile (on the pretraining docs page: within ~4,000 CPU steps, on some runs only).
     The adversarial weight stays 0 until ``adversarial_start`` (by default when the MVC ramp
     ends: reversing the gradient of an embedding that carries no cell information yet only
     scrambles it), then follows ``adversarial_schedule`` over the rest of training.
@@ -33,8 +34,8 @@ class CancerGPTTrainingPlan(TrainingPlan):
         adversarial push off; the discriminators still train and report their accuracy).
     adversarial_schedule
         ``"constant"``; ``"linear"`` ramp from 0 over ``adversarial_warmup_epochs``; or
-        ``"dann"``, the ramp ``2 / (1 + exp(-10 p)) - 1`` over training progress ``p`` of
-        Ganin & Lempitsky.
+        ``"dann"``, the ramp ``2 / (1 + exp(-10 p)) - 1`` of Ganin & Lempitsky, with ``p`` the
+        progress through the part of training after ``adversarial_start``.
     adversarial_warmup_epochs
         Epochs of the ``"linear"`` ramp.
     adversarial_start
