@@ -7,10 +7,13 @@ so only the second asks whether technology generalises beyond recognising a pati
 discriminator's own training accuracy in the last epoch, and tissue and malignant-state kNN
 accuracy (5-fold: higher = biology kept). Writes the table as CSV and a figure if ``--out``.
 ``--covariates`` chooses the adversarial covariates (default: batch and technology);
-``--mvc-start`` / ``--mvc-ramp`` the MVC warm-up (``0 0``: MVC from the first step).
+``--mvc-start`` / ``--mvc-ramp`` the MVC warm-up (``0 0``: MVC from the first step);
+``--adversarial-input`` which embedding the discriminators judge (``training``: the masked
+training pass, the default; ``embedding``: the one ``get_latent_representation`` returns).
 
     python benchmarks/adversarial_ablation.py [--n-cells 1500] [--max-epochs 120]
-        [--covariates technology] [--mvc-start 0.25 --mvc-ramp 0.25] [--out DIR]
+        [--covariates technology] [--mvc-start 0.25 --mvc-ramp 0.25]
+        [--adversarial-input embedding] [--out DIR]
 """
 
 from __future__ import annotations
@@ -90,6 +93,12 @@ def main() -> None:
     )
     parser.add_argument("--mvc-start", type=float, default=0.25)
     parser.add_argument("--mvc-ramp", type=float, default=0.25)
+    parser.add_argument(
+        "--adversarial-input",
+        choices=["embedding", "training"],
+        default="training",
+        help="the cell embedding the discriminators judge (module adversarial_input)",
+    )
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
@@ -107,7 +116,7 @@ def main() -> None:
             technology_key="technology" if "technology" in args.covariates else None,
             tissue_key="tissue",
         )
-        model = CancerGPTModel(data, preset=args.preset)
+        model = CancerGPTModel(data, preset=args.preset, adversarial_input=args.adversarial_input)
         start = time.perf_counter()
         model.train(
             max_epochs=args.max_epochs,
@@ -134,7 +143,8 @@ def main() -> None:
     print(
         f"cells={adata.n_obs} genes={adata.n_vars} epochs={args.max_epochs} "
         f"preset={args.preset} adversarial covariates={'+'.join(args.covariates)} "
-        f"MVC start/ramp={args.mvc_start}/{args.mvc_ramp}; "
+        f"MVC start/ramp={args.mvc_start}/{args.mvc_ramp} "
+        f"discriminators on the {args.adversarial_input} pass; "
         f"majority technology share={majority:.3f}"
     )
     print(table.to_string())
@@ -145,6 +155,8 @@ def main() -> None:
         )
         if (args.mvc_start, args.mvc_ramp) != (0.25, 0.25):
             stem += f"_mvc{args.mvc_start:g}-{args.mvc_ramp:g}"
+        if args.adversarial_input != "training":
+            stem += f"_{args.adversarial_input}_pass"
         table.to_csv(args.out / f"{stem}.csv")
         plot_ablation(table, args.out / f"{stem}.png")
 

@@ -131,3 +131,43 @@ def test_module_conditions_its_discriminators_on_tissue_when_registered():
         first = conditioned.domain_discriminators[key].net[0]
         assert first.in_features == TINY["embed_dim"] + 5
         assert plain.domain_discriminators[key].net[0].in_features == TINY["embed_dim"]
+
+
+def test_discriminators_judge_the_embedding_users_get():
+    torch.manual_seed(0)
+    module = CancerGPTModule(
+        torch.arange(3, 53),
+        53,
+        n_domains={"technology": 2},
+        adversarial_input="embedding",
+        **{**TINY, "dropout": 0.0},
+    )
+    x = torch.poisson(torch.rand(12, 50) * 3)
+    tensors = {"X": x, "technology": torch.randint(0, 2, (12, 1)).float()}
+    module.train()
+    inference = module.inference(x)
+    # the embedding returned at inference, with gradients for the reversal
+    assert inference["z_domain"].requires_grad
+    module.eval()
+    torch.testing.assert_close(inference["z_domain"].detach(), module.embed(x))
+    # the masked training pass is a different input: its <cls> output is another vector
+    assert not torch.allclose(inference["z"].detach(), module.embed(x), atol=1e-4)
+
+    # the adversarial loss reaches the encoder through that embedding, not the masked pass
+    module.train()
+    out = module.loss(
+        tensors, inference, {"expr_pred": torch.zeros_like(inference["tokens"].values)}
+    )
+    grad_z, grad_domain = torch.autograd.grad(
+        out.loss, [inference["z"], inference["z_domain"]], allow_unused=True
+    )
+    assert grad_z is None
+    assert grad_domain.abs().sum() > 0
+
+
+def test_training_pass_discriminators_need_no_second_pass():
+    module = CancerGPTModule(torch.arange(3, 43), 43, n_domains={"batch": 2}, **TINY)
+    assert module.adversarial_input == "training"  # the default
+    assert "z_domain" not in module.inference(torch.poisson(torch.rand(4, 40) * 3))
+    with pytest.raises(ValueError, match="adversarial_input must be"):
+        CancerGPTModule(torch.arange(3, 43), 43, adversarial_input="clean", **TINY)

@@ -74,7 +74,8 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         other genes stay in ``adata`` but never become tokens.
     **module_kwargs
         Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
-        arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``...).
+        arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``,
+        ``adversarial_input``...).
 
     Examples
     --------
