@@ -72,9 +72,9 @@ class CancerGPTModule(BaseModuleClass):
         ``<cls>`` output of the masked training pass with randomly drawn genes.
         ``"embedding"``: the embedding :meth:`embed` returns, from a second encoder pass over
         the unmasked cell with the inference gene choice and binning (about twice the
-        training time). Measured on the pretraining docs page: it fools the discriminators on the very
-        embedding users get, yet a refitted probe still reads the technology there and the
-        biology suffers more, so it is not the default.
+        training time). Measured on the pretraining docs page: it fools the discriminators on
+        the very embedding users get, yet a refitted probe still reads the technology there
+        and the biology suffers more, so it is not the default.
     """
 
     def __init__(
