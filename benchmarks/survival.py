@@ -1,15 +1,19 @@
 """Survival prediction from bulk tumour RNA: CancerGPT embeddings vs expression baselines.
 
 Pretrains CancerGPT (CPU recipe) on a simulated pan-cancer atlas of malignant cells (or
-loads a saved model), simulates a bulk RNA-seq cohort of other patients (each tumour the sum
-of its malignant cells plus stroma; hazards driven by the mesenchymal and cycling malignant
-programs; censoring), embeds the bulk samples with :func:`cancergpt_scvi.model.embed_bulk`
-(counts and TPM) and scores linear Cox models (:class:`cancergpt_scvi.model.SurvivalModel`)
-by stratified 5-fold cross-validation next to penalised Cox on PCA of expression, on the
-top-variance genes and on clinical covariates alone, and the C-index of the true risk on the
-same folds. Prints the table and the acceptance check (cross-validated C within
-0.05 of the true risk's); writes ``survival_results.csv`` and ``survival_km.png`` (Kaplan–Meier
-curves of held-out risk tertiles) to ``--out``.
+loads a saved model) with a fixed gene set: the atlas' most variable genes, one token each
+for every cell (``gene_selection="fixed"``, the release's zero-shot procedure, which is also
+how :func:`~cancergpt_scvi.model.embed_bulk` presents a bulk sample); ``--gene-selection
+expressed`` pretrains on each cell's expressed genes instead. It then simulates a bulk
+RNA-seq cohort of other patients (each tumour the sum of its malignant cells plus stroma;
+hazards driven by the mesenchymal and cycling malignant programs; censoring), embeds the
+bulk samples with :func:`cancergpt_scvi.model.embed_bulk` (counts and TPM) and scores linear
+Cox models (:class:`cancergpt_scvi.model.SurvivalModel`) by stratified 5-fold
+cross-validation next to penalised Cox on PCA of expression, on the top-variance genes and
+on clinical covariates alone, and the C-index of the true risk on the same folds. Prints the
+table and the acceptance check (cross-validated C within 0.05 of the true risk's); writes
+``survival_results.csv`` and ``survival_km.png`` (Kaplan–Meier curves of held-out risk
+tertiles) to ``--out``.
 
 Run from the repository root::
 
@@ -27,6 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import scanpy as sc
 import scvi
 import torch
 
@@ -37,6 +42,7 @@ from cancergpt_scvi.model import (
     compare_survival_features,
     embed_bulk,
 )
+from cancergpt_scvi.model._presets import PRESETS
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,6 +52,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-genes", type=int, default=600)
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument(
+        "--gene-selection",
+        choices=["fixed", "expressed"],
+        default="fixed",
+        help="pretraining tokens: the atlas' most variable genes, or each cell's expressed genes",
+    )
     parser.add_argument("--n-patients", type=int, default=400)
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
@@ -61,7 +73,17 @@ def pretrained_model(args: argparse.Namespace) -> CancerGPTModel:
     CancerGPTModel.setup_anndata(
         atlas, batch_key="batch", technology_key="technology", tissue_key="tissue"
     )
-    model = CancerGPTModel(atlas, preset=args.preset)
+    extra = {}
+    if args.gene_selection == "fixed":
+        # as many genes as the preset has gene tokens, chosen on log-normalised expression
+        n_tokens = PRESETS[args.preset]["max_seq_len"] - 1
+        logged = atlas.copy()
+        sc.pp.normalize_total(logged)
+        sc.pp.log1p(logged)
+        sc.pp.highly_variable_genes(logged, n_top_genes=n_tokens)
+        hvg = logged.var_names[logged.var["highly_variable"].to_numpy()]
+        extra = {"token_genes": list(hvg), "gene_selection": "fixed"}
+    model = CancerGPTModel(atlas, preset=args.preset, **extra)
     model.train(max_epochs=args.epochs, batch_size=64)
     return model
 
@@ -124,7 +146,8 @@ def main() -> None:
     print(
         f"cohort: {cohort.n_obs} patients, {n_events} events "
         f"({1 - n_events / cohort.n_obs:.0%} censored), {cohort.n_vars} genes; "
-        f"CancerGPT {args.preset}, {args.epochs} epochs on {args.atlas_cells} cells"
+        f"CancerGPT {args.preset}, {args.epochs} epochs on {args.atlas_cells} cells, "
+        f"{args.gene_selection} gene selection"
     )
     print(f"time: pretrain {t_pretrain:.0f} s, embed {t_embed:.0f} s, CV {t_cv:.0f} s")
     print()
