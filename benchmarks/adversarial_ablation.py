@@ -153,9 +153,10 @@ def main() -> None:
         stem = "adversarial_ablation" + (
             "" if len(args.covariates) == 2 else "_" + "_".join(args.covariates)
         )
-        if (args.mvc_start, args.mvc_ramp) != (0.25, 0.25):
+        warm_up = (parser.get_default("mvc_start"), parser.get_default("mvc_ramp"))
+        if (args.mvc_start, args.mvc_ramp) != warm_up:
             stem += f"_mvc{args.mvc_start:g}-{args.mvc_ramp:g}"
-        if args.adversarial_input != "training":
+        if args.adversarial_input != parser.get_default("adversarial_input"):
             stem += f"_{args.adversarial_input}_pass"
         table.to_csv(args.out / f"{stem}.csv")
         plot_ablation(table, args.out / f"{stem}.png")

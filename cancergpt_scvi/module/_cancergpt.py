@@ -170,6 +170,21 @@ class CancerGPTModule(BaseModuleClass):
         h = self.gene_encoder(tokens.gene_ids) + self.value_encoder(values)
         return self.encoder(h, tokens.padding_mask)
 
+    def cell_embedding(
+        self,
+        x: torch.Tensor,
+        gene_ids: torch.Tensor | None = None,
+        binning: BinningMode | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """L2-normalised ``<cls>`` output of the unmasked cell, with gradients.
+
+        Genes are chosen deterministically (``random_genes=False``); ``binning`` defaults to
+        the mode's rule (``eval_binning`` in eval mode).
+        """
+        tokens = self.tokenize(x, gene_ids, binning=binning, generator=generator)
+        return F.normalize(self.encode(tokens)[:, 0].float(), dim=-1)
+
     @torch.inference_mode()
     def embed(
         self,
@@ -179,9 +194,7 @@ class CancerGPTModule(BaseModuleClass):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """L2-normalised ``<cls>`` embedding of each cell (no masking, eval mode expected)."""
-        tokens = self.tokenize(x, gene_ids, binning=binning, generator=generator)
-        cell = self.encode(tokens)[:, 0]
-        return F.normalize(cell.float(), dim=-1)
+        return self.cell_embedding(x, gene_ids, binning=binning, generator=generator)
 
     # -- scvi-tools module contract ---------------------------------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
@@ -213,8 +226,7 @@ class CancerGPTModule(BaseModuleClass):
         if len(self.domain_discriminators) and self.adversarial_input == "embedding":
             # masked values and randomly drawn genes make a different input from the one
             # embedded for users: what is hidden from the discriminators there stays readable
-            clean = self.tokenize(x, gene_ids, binning=self.eval_binning, random_genes=False)
-            out["z_domain"] = F.normalize(self.encode(clean)[:, 0], dim=-1)
+            out["z_domain"] = self.cell_embedding(x, gene_ids, binning=self.eval_binning)
         return out
 
     @auto_move_data
