@@ -9,11 +9,13 @@ accuracy (5-fold: higher = biology kept). Writes the table as CSV and a figure i
 ``--covariates`` chooses the adversarial covariates (default: batch and technology);
 ``--mvc-start`` / ``--mvc-ramp`` the MVC warm-up (``0 0``: MVC from the first step);
 ``--adversarial-input`` which embedding the discriminators judge (``training``: the masked
-training pass, the default; ``embedding``: the one ``get_latent_representation`` returns).
+training pass, the default; ``embedding``: the one ``get_latent_representation`` returns);
+``--decoders plain`` leaves the expression decoders without the cells' domains (the default,
+``conditioned``, tells them, see ``condition_decoders``).
 
     python benchmarks/adversarial_ablation.py [--n-cells 1500] [--max-epochs 120]
         [--covariates technology] [--mvc-start 0.25 --mvc-ramp 0.25]
-        [--adversarial-input embedding] [--out DIR]
+        [--adversarial-input embedding] [--decoders plain] [--out DIR]
 """
 
 from __future__ import annotations
@@ -99,6 +101,12 @@ def main() -> None:
         default="training",
         help="the cell embedding the discriminators judge (module adversarial_input)",
     )
+    parser.add_argument(
+        "--decoders",
+        choices=["conditioned", "plain"],
+        default="conditioned",
+        help="whether the expression decoders are told each cell's domains",
+    )
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
@@ -116,7 +124,12 @@ def main() -> None:
             technology_key="technology" if "technology" in args.covariates else None,
             tissue_key="tissue",
         )
-        model = CancerGPTModel(data, preset=args.preset, adversarial_input=args.adversarial_input)
+        model = CancerGPTModel(
+            data,
+            preset=args.preset,
+            adversarial_input=args.adversarial_input,
+            condition_decoders=args.decoders == "conditioned",
+        )
         start = time.perf_counter()
         model.train(
             max_epochs=args.max_epochs,
@@ -144,7 +157,7 @@ def main() -> None:
         f"cells={adata.n_obs} genes={adata.n_vars} epochs={args.max_epochs} "
         f"preset={args.preset} adversarial covariates={'+'.join(args.covariates)} "
         f"MVC start/ramp={args.mvc_start}/{args.mvc_ramp} "
-        f"discriminators on the {args.adversarial_input} pass; "
+        f"discriminators on the {args.adversarial_input} pass, {args.decoders} decoders; "
         f"majority technology share={majority:.3f}"
     )
     print(table.to_string())
@@ -158,6 +171,8 @@ def main() -> None:
             stem += f"_mvc{args.mvc_start:g}-{args.mvc_ramp:g}"
         if args.adversarial_input != parser.get_default("adversarial_input"):
             stem += f"_{args.adversarial_input}_pass"
+        if args.decoders != parser.get_default("decoders"):
+            stem += f"_{args.decoders}_decoders"
         table.to_csv(args.out / f"{stem}.csv")
         plot_ablation(table, args.out / f"{stem}.png")
 

@@ -171,3 +171,30 @@ def test_training_pass_discriminators_need_no_second_pass():
     assert "z_domain" not in module.inference(torch.poisson(torch.rand(4, 40) * 3))
     with pytest.raises(ValueError, match="adversarial_input must be"):
         CancerGPTModule(torch.arange(3, 43), 43, adversarial_input="clean", **TINY)
+
+
+def test_decoders_are_told_the_domain_and_the_embedding_is_not():
+    torch.manual_seed(0)
+    module = CancerGPTModule(
+        torch.arange(3, 43), 43, n_domains={"technology": 2}, **{**TINY, "dropout": 0.0}
+    ).eval()
+    x = torch.poisson(torch.rand(4, 40) * 3)
+    inference = module.inference(x)
+    args = {"token_out": inference["token_out"], "tokens": inference["tokens"]}
+    tech0 = {"technology": torch.zeros(4, 1)}
+    tech1 = {"technology": torch.ones(4, 1)}
+    # zero-initialised: training starts from the unconditioned decoders
+    same = module.generative(**args, domains=tech1)["mvc_pred"]
+    torch.testing.assert_close(module.generative(**args, domains=tech0)["mvc_pred"], same)
+    torch.nn.init.normal_(module.decoder_domains["technology"].weight)
+    for output in ("expr_pred", "mvc_pred"):
+        zero = module.generative(**args, domains=tech0)[output]
+        one = module.generative(**args, domains=tech1)[output]
+        assert (zero - one).abs().max() > 1e-3, output
+    with pytest.raises(ValueError, match="conditioned on"):
+        module.generative(**args)
+    assert module.embed(x).shape == (4, TINY["embed_dim"])  # no domain labels needed
+    plain = CancerGPTModule(
+        torch.arange(3, 43), 43, n_domains={"technology": 2}, condition_decoders=False, **TINY
+    )
+    assert len(plain.decoder_domains) == 0

@@ -75,7 +75,7 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
     **module_kwargs
         Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
         arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``,
-        ``adversarial_input``...).
+        ``adversarial_input``, ``condition_decoders``...).
 
     Examples
     --------

@@ -75,6 +75,12 @@ class CancerGPTModule(BaseModuleClass):
         training time). Measured on the pretraining docs page: it fools the discriminators on
         the very embedding users get, yet a refitted probe still reads the technology there
         and the biology suffers more, so it is not the default.
+    condition_decoders
+        Tell both expression decoders each cell's domains (a learned vector per category of
+        every adversarial covariate, added to their input), as scGPT does with batch labels.
+        Technology- and batch-specific expression is then explained by the decoders, so the
+        objectives do not need it in the cell embedding that the discriminators strip of it.
+        Embedding needs no domain labels: the decoders are used in training only.
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class CancerGPTModule(BaseModuleClass):
         train_binning: BinningMode = "release",
         eval_binning: BinningMode = "deterministic",
         adversarial_input: AdversarialInput = "training",
+        condition_decoders: bool = True,
     ):
         super().__init__()
         if adversarial_input not in ("embedding", "training"):
@@ -129,6 +136,14 @@ class CancerGPTModule(BaseModuleClass):
                 key: DomainDiscriminator(embed_dim, int(n), n_conditions=self.n_conditions)
                 for key, n in (n_domains or {}).items()
                 if int(n) > 1
+            }
+        )
+        # zero-initialised: training starts from the unconditioned decoders
+        self.decoder_domains = nn.ModuleDict(
+            {
+                key: nn.Embedding(int(n), embed_dim, _weight=torch.zeros(int(n), embed_dim))
+                for key, n in (n_domains or {}).items()
+                if int(n) > 1 and condition_decoders
             }
         )
 
@@ -204,6 +219,7 @@ class CancerGPTModule(BaseModuleClass):
         return {
             "token_out": inference_outputs["token_out"],
             "tokens": inference_outputs["tokens"],
+            "domains": {key: tensors[DOMAIN_KEYS[key]] for key in self.decoder_domains},
         }
 
     @auto_move_data
@@ -230,11 +246,26 @@ class CancerGPTModule(BaseModuleClass):
         return out
 
     @auto_move_data
-    def generative(self, token_out: torch.Tensor, tokens: TokenBatch) -> dict:
-        """Predict expression bins: per token (masked objective) and from the cell (MVC)."""
-        out = {"expr_pred": self.expr_decoder(token_out)}
+    def generative(
+        self,
+        token_out: torch.Tensor,
+        tokens: TokenBatch,
+        domains: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict:
+        """Predict expression bins: per token (masked objective) and from the cell (MVC).
+
+        ``domains`` holds the category codes ``(B,)`` or ``(B, 1)`` of the covariates the
+        decoders are conditioned on (see ``condition_decoders``); missing ones are refused.
+        """
+        decoder_in = token_out
+        missing = [key for key in self.decoder_domains if key not in (domains or {})]
+        if missing:
+            raise ValueError(f"The decoders are conditioned on {missing}: pass their codes.")
+        for key, table in self.decoder_domains.items():
+            decoder_in = decoder_in + table(domains[key].long().view(-1)).unsqueeze(1)
+        out = {"expr_pred": self.expr_decoder(decoder_in)}
         if self.mvc_decoder is not None:
-            out["mvc_pred"] = self.mvc_decoder(token_out[:, 0], self.gene_encoder(tokens.gene_ids))
+            out["mvc_pred"] = self.mvc_decoder(decoder_in[:, 0], self.gene_encoder(tokens.gene_ids))
         return out
 
     def loss(
