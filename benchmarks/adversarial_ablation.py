@@ -11,11 +11,14 @@ accuracy (5-fold: higher = biology kept). Writes the table as CSV and a figure i
 ``--adversarial-input`` which embedding the discriminators judge (``training``: the masked
 training pass, the default; ``embedding``: the one ``get_latent_representation`` returns);
 ``--decoders plain`` leaves the expression decoders without the cells' domains (the default,
-``conditioned``, tells them, see ``condition_decoders``).
+``conditioned``, tells them, see ``condition_decoders``); ``--discriminator-memory N`` lets
+the discriminators learn from the last N training cells at every step and ``--fisher-scale S``
+adds the closed-form linear adversary (module ``discriminator_memory`` / ``fisher_scale``).
 
     python benchmarks/adversarial_ablation.py [--n-cells 1500] [--max-epochs 120]
         [--covariates technology] [--mvc-start 0.25 --mvc-ramp 0.25]
-        [--adversarial-input embedding] [--decoders plain] [--out DIR]
+        [--adversarial-input embedding] [--decoders plain]
+        [--discriminator-memory 2048] [--fisher-scale 1000] [--out DIR]
 """
 
 from __future__ import annotations
@@ -107,6 +110,18 @@ def main() -> None:
         default="conditioned",
         help="whether the expression decoders are told each cell's domains",
     )
+    parser.add_argument(
+        "--discriminator-memory",
+        type=int,
+        default=0,
+        help="recent training cells the discriminators also learn from at every step",
+    )
+    parser.add_argument(
+        "--fisher-scale",
+        type=float,
+        default=0.0,
+        help="strength of the closed-form linear adversary relative to the reversal weight",
+    )
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
@@ -129,6 +144,8 @@ def main() -> None:
             preset=args.preset,
             adversarial_input=args.adversarial_input,
             condition_decoders=args.decoders == "conditioned",
+            discriminator_memory=args.discriminator_memory,
+            fisher_scale=args.fisher_scale,
         )
         start = time.perf_counter()
         model.train(
@@ -157,7 +174,8 @@ def main() -> None:
         f"cells={adata.n_obs} genes={adata.n_vars} epochs={args.max_epochs} "
         f"preset={args.preset} adversarial covariates={'+'.join(args.covariates)} "
         f"MVC start/ramp={args.mvc_start}/{args.mvc_ramp} "
-        f"discriminators on the {args.adversarial_input} pass, {args.decoders} decoders; "
+        f"discriminators on the {args.adversarial_input} pass, {args.decoders} decoders, "
+        f"memory {args.discriminator_memory}, Fisher scale {args.fisher_scale:g}; "
         f"majority technology share={majority:.3f}"
     )
     print(table.to_string())
@@ -173,6 +191,10 @@ def main() -> None:
             stem += f"_{args.adversarial_input}_pass"
         if args.decoders != parser.get_default("decoders"):
             stem += f"_{args.decoders}_decoders"
+        if args.discriminator_memory:
+            stem += f"_memory{args.discriminator_memory}"
+        if args.fisher_scale:
+            stem += f"_fisher{args.fisher_scale:g}"
         table.to_csv(args.out / f"{stem}.csv")
         plot_ablation(table, args.out / f"{stem}.png")
 

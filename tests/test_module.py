@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from cancergpt_scvi.module import CancerGPTModule
+from cancergpt_scvi.module._cancergpt import fisher_separation
 from cancergpt_scvi.nn import DomainDiscriminator, TransformerEncoder, grad_reverse
 from tests.conftest import TINY
 
@@ -198,3 +199,90 @@ def test_decoders_are_told_the_domain_and_the_embedding_is_not():
         torch.arange(3, 43), 43, n_domains={"technology": 2}, condition_decoders=False, **TINY
     )
     assert len(plain.decoder_domains) == 0
+
+
+def test_fisher_separation_reads_technology_means_within_tissue():
+    torch.manual_seed(0)
+    n, dim = 400, 6
+    tissue = torch.randint(0, 2, (n,))
+    tech = torch.randint(0, 2, (n,))
+    z = torch.randn(n, dim)
+    z[:, 0] += 3.0 * tissue  # tissue differences are not the technology's
+    base = fisher_separation(z, tech, tissue, 2, 2)
+    shifted = z.clone()
+    shifted[:, 1] += 2.0 * tech  # a technology shift of 2 within-group s.d.
+    # shares 1/2 each side of the tissue mean at distance 1 s.d.: separation ~ 1
+    assert base < 0.1
+    assert 0.8 < fisher_separation(shifted, tech, tissue, 2, 2) < 1.2
+    # the same shift hidden in a direction of tiny spread is as visible
+    small = z.clone()
+    small[:, 2] = 0.01 * small[:, 2] + 0.02 * tech
+    assert 0.8 < fisher_separation(small, tech, tissue, 2, 2) < 1.2
+
+
+def test_discriminators_learn_from_remembered_cells_and_the_encoder_only_from_current():
+    torch.manual_seed(0)
+    module = CancerGPTModule(
+        torch.arange(3, 43),
+        43,
+        n_domains={"technology": 2},
+        discriminator_memory=20,
+        **{**TINY, "dropout": 0.0},
+    )
+    module.grl.weight = 1.0
+    assert "memory_z" not in module.state_dict()  # a cache of training, not saved
+    tensors = {"X": torch.poisson(torch.rand(8, 40) * 3), "technology": torch.ones(8, 1)}
+    tensors["technology"][:4] = 0
+    module.train()
+    module(tensors)
+    assert int(module.memory_count) == 8
+    remembered = module.memory_z[:8].clone()
+    assert not remembered.requires_grad
+    _, _, second = module(tensors)
+    assert int(module.memory_count) == 16
+    # the loss holds the remembered cells' cross-entropy (~log 2) next to the minibatch's
+    rest = second.loss - second.extra_metrics["adv_loss_technology"]
+    assert (rest - second.reconstruction_loss_sum / 8).abs() > 0.3
+    module(tensors)  # wraps around the ring of 20
+    assert int(module.memory_count) == 24
+    torch.testing.assert_close(module.memory_z[4:8], remembered[4:8])
+    assert not torch.allclose(module.memory_z[:4], remembered[:4])
+    with pytest.raises(ValueError, match="discriminator_memory"):
+        CancerGPTModule(torch.arange(3, 43), 43, discriminator_memory=-1, **TINY)
+    with pytest.raises(ValueError, match="needs a discriminator_memory of at least 4 x"):
+        CancerGPTModule(
+            torch.arange(3, 43), 43, n_domains={"technology": 2}, fisher_scale=1.0, **TINY
+        )
+
+
+def test_fisher_adversary_waits_for_a_full_memory_and_pulls_technologies_together():
+    torch.manual_seed(0)
+    module = CancerGPTModule(
+        torch.arange(3, 43),
+        43,
+        n_domains={"technology": 2},
+        discriminator_memory=256,
+        fisher_scale=100.0,  # far above the discriminator's reversed gradient
+        **{**TINY, "dropout": 0.0},
+    )
+    module.grl.weight = 1.0
+    module.train()
+    tech = torch.arange(64).remainder(2).float().view(-1, 1)
+    x = torch.poisson(torch.rand(64, 40) * 3) + 5 * tech  # technology 1 has more counts
+    tensors = {"X": x, "technology": tech}
+    _, _, first = module(tensors)
+    assert "fisher_separation_technology" not in first.extra_metrics  # 64 cells, 32 dims
+    module(tensors)
+    inference, _, third = module(tensors)
+    assert third.extra_metrics["fisher_separation_technology"] > 0
+    # the encoder is pulled along the separation (no reversal of this term)
+    z = inference["z"]
+    grad = torch.autograd.grad(third.loss, z, retain_graph=True)[0]
+    step = z - 1e-3 * grad / grad.norm()
+    # the pool of that step: the minibatch and the two remembered before it
+    pool = torch.cat([step, module.memory_z[:128]])
+    before = torch.cat([z, module.memory_z[:128]])
+    labels = torch.cat([tech.view(-1), module.memory_labels[:128, 0]]).long()
+    assert fisher_separation(pool, labels, None, 2, 1) < fisher_separation(
+        before, labels, None, 2, 1
+    )

@@ -75,7 +75,8 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
     **module_kwargs
         Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
         arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``,
-        ``adversarial_input``, ``condition_decoders``...).
+        ``adversarial_input``, ``condition_decoders``, ``discriminator_memory``,
+        ``fisher_scale``...).
 
     Examples
     --------

@@ -30,6 +30,40 @@ MASK_VALUE = -1.0
 AdversarialInput = Literal["embedding", "training"]
 
 
+def fisher_separation(
+    z: torch.Tensor,
+    domain: torch.Tensor,
+    condition: torch.Tensor | None,
+    n_domains: int,
+    n_conditions: int,
+    ridge: float = 1e-5,
+) -> torch.Tensor:
+    """Mahalanobis spread of the domain means within each condition.
+
+    ``sum_g share_g (mu_g - mu_c)^T S^-1 (mu_g - mu_c)`` over groups ``g`` = (condition c,
+    domain), with ``S`` the within-group covariance (detached; ``ridge`` relative to its mean
+    variance), so a shift is as visible in a direction of small spread as in a large one.
+    """
+    condition = torch.zeros_like(domain) if condition is None else condition
+    n_cells, dim = z.shape
+    groups = F.one_hot(condition * n_domains + domain, n_conditions * n_domains).to(z.dtype)
+    conds = F.one_hot(condition, n_conditions).to(z.dtype)
+    group_n, cond_n = groups.sum(0), conds.sum(0)
+    group_mean = groups.T @ z / group_n.clamp(min=1)[:, None]
+    cond_mean = conds.T @ z / cond_n.clamp(min=1)[:, None]
+    with torch.no_grad():
+        resid = z - groups @ group_mean
+        # double precision: directions of tiny spread must not escape the whitening
+        resid = resid.double()
+        cov = resid.T @ resid / max(n_cells - 1, 1)
+        eye = torch.eye(dim, device=z.device, dtype=cov.dtype)
+        precision = torch.linalg.inv(cov + ridge * cov.diagonal().mean() * eye).to(z.dtype)
+    diff = group_mean - cond_mean.repeat_interleave(n_domains, dim=0)
+    # empty groups have mean 0: leave them out
+    share = group_n / n_cells
+    return (share * ((diff @ precision) * diff).sum(-1)).sum()
+
+
 class CancerGPTModule(BaseModuleClass):
     """Transformer over ``<cls>`` + gene tokens with binned expression values.
 
@@ -81,6 +115,17 @@ class CancerGPTModule(BaseModuleClass):
         Technology- and batch-specific expression is then explained by the decoders, so the
         objectives do not need it in the cell embedding that the discriminators strip of it.
         Embedding needs no domain labels: the decoders are used in training only.
+    discriminator_memory
+        Number of recent training cells whose (detached) embeddings the discriminators also
+        learn from at every step, next to the current minibatch (0: the minibatch only). A
+        discriminator that sees a few thousand cells at once judges the embedding the way a
+        classifier fitted afterwards does, instead of the few dozen cells of one step.
+    fisher_scale
+        Strength of a linear adversary solved in closed form, relative to the reversal weight:
+        Fisher's separation of the technologies within each tissue (between-technology mean
+        differences in the within-group whitened embedding, what a linear classifier fitted
+        afterwards reads), over the current minibatch and the ``discriminator_memory``, is
+        added to the loss times ``fisher_scale`` x the current reversal weight. 0: off.
     """
 
     def __init__(
@@ -105,6 +150,8 @@ class CancerGPTModule(BaseModuleClass):
         eval_binning: BinningMode = "deterministic",
         adversarial_input: AdversarialInput = "training",
         condition_decoders: bool = True,
+        discriminator_memory: int = 0,
+        fisher_scale: float = 0.0,
     ):
         super().__init__()
         if adversarial_input not in ("embedding", "training"):
@@ -138,6 +185,33 @@ class CancerGPTModule(BaseModuleClass):
                 if int(n) > 1
             }
         )
+        if discriminator_memory < 0:
+            raise ValueError(f"discriminator_memory must be >= 0, got {discriminator_memory}.")
+        self.discriminator_memory = int(discriminator_memory) if self.domain_discriminators else 0
+        self.fisher_scale = float(fisher_scale)
+        if self.fisher_scale < 0:
+            raise ValueError(f"fisher_scale must be >= 0, got {fisher_scale}.")
+        if self.fisher_scale and self.discriminator_memory < 4 * embed_dim:
+            raise ValueError(
+                f"fisher_scale needs a discriminator_memory of at least 4 x embed_dim = "
+                f"{4 * embed_dim} cells (got {discriminator_memory}): its covariance is "
+                "estimated over the memory."
+            )
+        if self.discriminator_memory:
+            # not saved with the model: it is a cache of recent training steps
+            size = self.discriminator_memory
+            self.register_buffer("memory_z", torch.zeros(size, embed_dim), persistent=False)
+            self.register_buffer(
+                "memory_labels",
+                torch.zeros(size, len(self.domain_discriminators), dtype=torch.long),
+                persistent=False,
+            )
+            self.register_buffer(
+                "memory_condition", torch.zeros(size, dtype=torch.long), persistent=False
+            )
+            self.register_buffer(
+                "memory_count", torch.zeros((), dtype=torch.long), persistent=False
+            )
         # zero-initialised: training starts from the unconditioned decoders
         self.decoder_domains = nn.ModuleDict(
             {
@@ -268,6 +342,20 @@ class CancerGPTModule(BaseModuleClass):
             out["mvc_pred"] = self.mvc_decoder(decoder_in[:, 0], self.gene_encoder(tokens.gene_ids))
         return out
 
+    @torch.no_grad()
+    def _remember(
+        self, z: torch.Tensor, labels: torch.Tensor, condition: torch.Tensor | None
+    ) -> None:
+        """Write a minibatch into the discriminators' ring buffer of recent cells."""
+        size = self.discriminator_memory
+        z, labels = z[-size:], labels[-size:]
+        slots = (self.memory_count + torch.arange(z.shape[0], device=z.device)) % size
+        self.memory_z[slots] = z.to(self.memory_z.dtype)
+        self.memory_labels[slots] = labels
+        if condition is not None:
+            self.memory_condition[slots] = condition[-size:]
+        self.memory_count += z.shape[0]
+
     def loss(
         self,
         tensors: dict[str, torch.Tensor],
@@ -300,15 +388,58 @@ class CancerGPTModule(BaseModuleClass):
             metrics["mvc_loss"] = mvc.mean()
 
         adversarial = torch.zeros((), device=target.device)
-        reversed_emb = self.grl(inference_outputs.get("z_domain", inference_outputs["z"]))
-        condition = tensors.get(TISSUE_KEY) if self.n_conditions else None
-        for key, disc in self.domain_discriminators.items():
-            labels = tensors[DOMAIN_KEYS[key]].long().view(-1)
-            logits = disc(reversed_emb, condition)
-            ce = F.cross_entropy(logits, labels)
+        z_domain = inference_outputs.get("z_domain", inference_outputs["z"])
+        n_cells = z_domain.shape[0]
+        disc_in = self.grl(z_domain)
+        labels = (
+            torch.stack(
+                [tensors[DOMAIN_KEYS[key]].long().view(-1) for key in self.domain_discriminators],
+                dim=1,
+            )
+            if self.domain_discriminators
+            else None
+        )
+        condition = tensors[TISSUE_KEY].long().view(-1) if self.n_conditions else None
+        use_memory = self.discriminator_memory and self.training and labels is not None
+        all_labels, all_condition = labels, condition
+        if use_memory:
+            n_memory = int(self.memory_count.clamp(max=self.discriminator_memory))
+            disc_in = torch.cat([disc_in, self.memory_z[:n_memory]])
+            all_labels = torch.cat([labels, self.memory_labels[:n_memory]])
+            if condition is not None:
+                all_condition = torch.cat([condition, self.memory_condition[:n_memory]])
+        for i, (key, disc) in enumerate(self.domain_discriminators.items()):
+            logits = disc(disc_in, all_condition)
+            ce = F.cross_entropy(logits[:n_cells], labels[:, i])
             adversarial = adversarial + ce
+            if logits.shape[0] > n_cells:
+                # the remembered cells teach the discriminator only (their embeddings are
+                # detached), so the encoder is pushed by the current minibatch alone
+                adversarial = adversarial + F.cross_entropy(
+                    logits[n_cells:], all_labels[n_cells:, i]
+                )
             metrics[f"adv_loss_{key}"] = ce.detach()
-            metrics[f"disc_acc_{key}"] = (logits.argmax(-1) == labels).float().mean()
+            metrics[f"disc_acc_{key}"] = (
+                (logits[:n_cells].argmax(-1) == labels[:, i]).float().mean()
+            )
+        fisher = use_memory and self.fisher_scale and "technology" in self.domain_discriminators
+        # a covariance needs many more cells than dimensions: wait for the memory to fill
+        if fisher and disc_in.shape[0] >= 4 * self.embed_dim:
+            tech = list(self.domain_discriminators).index("technology")
+            # the encoder minimises this one directly (no reversal): it is the adversary's
+            # optimum, solved in closed form
+            pool = torch.cat([z_domain, self.memory_z[: disc_in.shape[0] - n_cells]])
+            separation = fisher_separation(
+                pool,
+                all_labels[:, tech],
+                all_condition,
+                self.domain_discriminators["technology"].n_domains,
+                max(self.n_conditions, 1),
+            )
+            adversarial = adversarial + self.grl.weight * self.fisher_scale * separation
+            metrics["fisher_separation_technology"] = separation.detach()
+        if use_memory:
+            self._remember(z_domain.detach(), labels, condition)
         total = per_cell.mean() + adversarial
         return LossOutput(
             loss=total,

@@ -43,6 +43,7 @@ class DomainDiscriminator(nn.Module):
         hidden_dim = hidden_dim or embed_dim
         self.eps = 1e-5
         self.n_conditions = int(n_conditions)
+        self.n_domains = int(n_domains)
         self.net = nn.Sequential(
             nn.Linear(embed_dim + self.n_conditions, hidden_dim),
             nn.LeakyReLU(),
