@@ -220,20 +220,21 @@ def test_fisher_separation_reads_technology_means_within_tissue():
     assert 0.8 < fisher_separation(small, tech, tissue, 2, 2) < 1.2
 
 
-def test_discriminators_learn_from_remembered_cells_and_the_encoder_only_from_current():
+def _technology_module(**kwargs) -> CancerGPTModule:
+    """A tiny module with a technology discriminator, reversal weight 1, in training mode."""
     torch.manual_seed(0)
     module = CancerGPTModule(
-        torch.arange(3, 43),
-        43,
-        n_domains={"technology": 2},
-        discriminator_memory=20,
-        **{**TINY, "dropout": 0.0},
+        torch.arange(3, 43), 43, n_domains={"technology": 2}, **{**TINY, "dropout": 0.0}, **kwargs
     )
     module.grl.weight = 1.0
+    return module.train()
+
+
+def test_discriminators_learn_from_remembered_cells():
+    module = _technology_module(discriminator_memory=20)
     assert "memory_z" not in module.state_dict()  # a cache of training, not saved
     tensors = {"X": torch.poisson(torch.rand(8, 40) * 3), "technology": torch.ones(8, 1)}
     tensors["technology"][:4] = 0
-    module.train()
     module(tensors)
     assert int(module.memory_count) == 8
     remembered = module.memory_z[:8].clone()
@@ -256,17 +257,8 @@ def test_discriminators_learn_from_remembered_cells_and_the_encoder_only_from_cu
 
 
 def test_fisher_adversary_waits_for_a_full_memory_and_pulls_technologies_together():
-    torch.manual_seed(0)
-    module = CancerGPTModule(
-        torch.arange(3, 43),
-        43,
-        n_domains={"technology": 2},
-        discriminator_memory=256,
-        fisher_scale=100.0,  # far above the discriminator's reversed gradient
-        **{**TINY, "dropout": 0.0},
-    )
-    module.grl.weight = 1.0
-    module.train()
+    # a Fisher scale far above the discriminator's reversed gradient
+    module = _technology_module(discriminator_memory=256, fisher_scale=100.0)
     tech = torch.arange(64).remainder(2).float().view(-1, 1)
     x = torch.poisson(torch.rand(64, 40) * 3) + 5 * tech  # technology 1 has more counts
     tensors = {"X": x, "technology": tech}
@@ -277,7 +269,7 @@ def test_fisher_adversary_waits_for_a_full_memory_and_pulls_technologies_togethe
     assert third.extra_metrics["fisher_separation_technology"] > 0
     # the encoder is pulled along the separation (no reversal of this term)
     z = inference["z"]
-    grad = torch.autograd.grad(third.loss, z, retain_graph=True)[0]
+    grad = torch.autograd.grad(third.loss, z)[0]
     step = z - 1e-3 * grad / grad.norm()
     # the pool of that step: the minibatch and the two remembered before it
     pool = torch.cat([step, module.memory_z[:128]])

@@ -402,9 +402,11 @@ class CancerGPTModule(BaseModuleClass):
         condition = tensors[TISSUE_KEY].long().view(-1) if self.n_conditions else None
         use_memory = self.discriminator_memory and self.training and labels is not None
         all_labels, all_condition = labels, condition
+        remembered = z_domain[:0]
         if use_memory:
             n_memory = int(self.memory_count.clamp(max=self.discriminator_memory))
-            disc_in = torch.cat([disc_in, self.memory_z[:n_memory]])
+            remembered = self.memory_z[:n_memory]
+            disc_in = torch.cat([disc_in, remembered])
             all_labels = torch.cat([labels, self.memory_labels[:n_memory]])
             if condition is not None:
                 all_condition = torch.cat([condition, self.memory_condition[:n_memory]])
@@ -428,9 +430,8 @@ class CancerGPTModule(BaseModuleClass):
             tech = list(self.domain_discriminators).index("technology")
             # the encoder minimises this one directly (no reversal): it is the adversary's
             # optimum, solved in closed form
-            pool = torch.cat([z_domain, self.memory_z[: disc_in.shape[0] - n_cells]])
             separation = fisher_separation(
-                pool,
+                torch.cat([z_domain, remembered]),
                 all_labels[:, tech],
                 all_condition,
                 self.domain_discriminators["technology"].n_domains,
