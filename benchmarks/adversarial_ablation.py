@@ -13,12 +13,16 @@ training pass, the default; ``embedding``: the one ``get_latent_representation``
 ``--decoders plain`` leaves the expression decoders without the cells' domains (the default,
 ``conditioned``, tells them, see ``condition_decoders``); ``--discriminator-memory N`` lets
 the discriminators learn from the last N training cells at every step and ``--fisher-scale S``
-adds the closed-form linear adversary (module ``discriminator_memory`` / ``fisher_scale``).
+adds the closed-form linear adversary (module ``discriminator_memory`` / ``fisher_scale``,
+``--fisher-ridge`` its ridge); ``--embedding-offsets technology`` gives each technology a
+learned offset in the embedding and ``--adversary-trains offsets`` lets the adversaries train
+those offsets only, leaving the encoder to the expression objectives.
 
     python benchmarks/adversarial_ablation.py [--n-cells 1500] [--max-epochs 120]
         [--covariates technology] [--mvc-start 0.25 --mvc-ramp 0.25]
         [--adversarial-input embedding] [--decoders plain]
-        [--discriminator-memory 2048] [--fisher-scale 1000] [--out DIR]
+        [--discriminator-memory 2048] [--fisher-scale 1000] [--fisher-ridge 1]
+        [--embedding-offsets technology] [--adversary-trains offsets] [--out DIR]
 """
 
 from __future__ import annotations
@@ -122,6 +126,25 @@ def main() -> None:
         default=0.0,
         help="strength of the closed-form linear adversary relative to the reversal weight",
     )
+    parser.add_argument(
+        "--fisher-ridge",
+        type=float,
+        default=1e-5,
+        help="ridge of the Fisher adversary's covariance, relative to its mean variance",
+    )
+    parser.add_argument(
+        "--embedding-offsets",
+        nargs="*",
+        choices=["batch", "technology"],
+        default=[],
+        help="covariates whose categories get a learned offset in the embedding",
+    )
+    parser.add_argument(
+        "--adversary-trains",
+        choices=["encoder", "offsets"],
+        default="encoder",
+        help="what the adversaries' gradients train (module adversary_trains)",
+    )
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
@@ -146,6 +169,9 @@ def main() -> None:
             condition_decoders=args.decoders == "conditioned",
             discriminator_memory=args.discriminator_memory,
             fisher_scale=args.fisher_scale,
+            fisher_ridge=args.fisher_ridge,
+            embedding_offsets=args.embedding_offsets,
+            adversary_trains=args.adversary_trains,
         )
         start = time.perf_counter()
         model.train(
@@ -175,7 +201,9 @@ def main() -> None:
         f"preset={args.preset} adversarial covariates={'+'.join(args.covariates)} "
         f"MVC start/ramp={args.mvc_start}/{args.mvc_ramp} "
         f"discriminators on the {args.adversarial_input} pass, {args.decoders} decoders, "
-        f"memory {args.discriminator_memory}, Fisher scale {args.fisher_scale:g}; "
+        f"memory {args.discriminator_memory}, Fisher scale {args.fisher_scale:g} "
+        f"(ridge {args.fisher_ridge:g}), offsets of {args.embedding_offsets or 'none'}, "
+        f"adversaries train the {args.adversary_trains}; "
         f"majority technology share={majority:.3f}"
     )
     print(table.to_string())
@@ -195,6 +223,12 @@ def main() -> None:
             stem += f"_memory{args.discriminator_memory}"
         if args.fisher_scale:
             stem += f"_fisher{args.fisher_scale:g}"
+        if args.fisher_ridge != parser.get_default("fisher_ridge"):
+            stem += f"_ridge{args.fisher_ridge:g}"
+        if args.embedding_offsets:
+            stem += "_offsets-" + "-".join(args.embedding_offsets)
+        if args.adversary_trains != parser.get_default("adversary_trains"):
+            stem += f"_trains-{args.adversary_trains}"
         table.to_csv(args.out / f"{stem}.csv")
         plot_ablation(table, args.out / f"{stem}.png")
 

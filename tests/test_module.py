@@ -278,3 +278,90 @@ def test_fisher_adversary_waits_for_a_full_memory_and_pulls_technologies_togethe
     assert fisher_separation(pool, labels, None, 2, 1) < fisher_separation(
         before, labels, None, 2, 1
     )
+
+
+def test_covariate_offsets_shift_the_embedding_and_learn_only_from_the_adversary():
+    module = _technology_module(embedding_offsets=["technology"])
+    x = torch.poisson(torch.rand(8, 40) * 3)
+    tech = torch.arange(8).remainder(2).float().view(-1, 1)
+    module.eval()
+    # zero-initialised: the same embedding whatever the label
+    zero, one = (module.embed(x, domains={"technology": torch.full((8,), t)}) for t in (0, 1))
+    torch.testing.assert_close(zero, one)
+    with pytest.raises(ValueError, match="pass each cell's category codes"):
+        module.embed(x)
+    module.train()
+    offsets = module.embedding_offsets["technology"].weight
+    for weight, moved in ((0.0, False), (1.0, True)):
+        module.zero_grad()
+        module.grl.weight = weight
+        _, _, out = module({"X": x, "technology": tech})
+        out.loss.backward()
+        # the decoders read the <cls> output without the offset: only the reversed
+        # discriminator gradient reaches it
+        assert (offsets.grad is not None and offsets.grad.abs().sum() > 0) == moved
+    with torch.no_grad():
+        torch.nn.init.normal_(offsets)
+    module.eval()
+    zero, one = (module.embed(x, domains={"technology": torch.full((8,), t)}) for t in (0, 1))
+    assert (zero - one).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="only adversarial covariates"):
+        _technology_module(embedding_offsets=["tissue"])
+
+
+def test_adversaries_that_train_only_the_offsets_leave_the_encoder_alone():
+    module = _technology_module(
+        embedding_offsets=["technology"],
+        adversary_trains="offsets",
+        discriminator_memory=256,
+        fisher_scale=100.0,
+        fisher_ridge=1.0,
+    )
+    tech = torch.arange(64).remainder(2).float().view(-1, 1)
+    x = torch.poisson(torch.rand(64, 40) * 3) + 5 * tech
+    tensors = {"X": x, "technology": tech}
+    offsets = module.embedding_offsets["technology"].weight
+
+    def grads(weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of the encoder and the offsets with the memory in a fixed state."""
+        count = module.memory_count.clone()
+        module.zero_grad()
+        module.grl.weight = weight
+        torch.manual_seed(1)  # the same masking and gene draws for both weights
+        _, _, out = module(tensors)
+        out.loss.backward()
+        module.memory_count.copy_(count)  # forget this minibatch again
+        encoder = torch.cat([p.grad.flatten() for p in module.encoder.parameters()])
+        return encoder, offsets.grad.clone() if offsets.grad is not None else torch.zeros(1)
+
+    for _ in range(4):  # fill the memory: 256 cells, 4 x embed_dim
+        module(tensors)
+    # the memory keeps encoder outputs, before any offset
+    torch.testing.assert_close(
+        module.memory_z[:64].norm(dim=1),
+        torch.full((64,), float(module.embed_dim) ** 0.5),
+        rtol=0.05,
+        atol=0.0,
+    )
+    with torch.no_grad():
+        offsets[1] = torch.randn(module.embed_dim)  # technology 1 shifted away
+    plain_encoder, no_push = grads(0.0)
+    pushed_encoder, push = grads(1.0)
+    assert no_push.abs().sum() == 0 and push.abs().sum() > 0
+    # the expression objectives alone train the encoder, whatever the adversaries' weight
+    torch.testing.assert_close(pushed_encoder, plain_encoder)
+    # the separation of the remembered cells, with today's offsets, falls along it
+    labels = module.memory_labels[:, 0]
+
+    def separation() -> torch.Tensor:
+        z = module._readout(module.memory_z, {"technology": labels})
+        return fisher_separation(z, labels, None, 2, 1, ridge=1.0)
+
+    before = separation()
+    with torch.no_grad():
+        offsets -= 0.1 * push / push.norm()
+    assert separation() < before
+    with pytest.raises(ValueError, match="needs embedding_offsets"):
+        _technology_module(adversary_trains="offsets")
+    with pytest.raises(ValueError, match="'encoder' or 'offsets'"):
+        _technology_module(embedding_offsets=["technology"], adversary_trains="both")

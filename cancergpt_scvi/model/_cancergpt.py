@@ -382,8 +382,9 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         """An AnnData in the model's input gene space, for embedding foreign data.
 
         Genes are matched by symbol through the vocabulary; model genes missing from ``adata``
-        become absent tokens (never zeros posing as measurements). ``obs`` only carries
-        placeholders for the registered fields, which embedding does not use. ``genes`` is
+        become absent tokens (never zeros posing as measurements). ``obs`` carries the
+        labels of the covariates with embedding offsets (``embedding_offsets``) and
+        placeholders for the other registered fields, which embedding does not use. ``genes`` is
         :meth:`_foreign_genes` of the full AnnData when ``adata`` is a chunk of it.
         """
         setup = self.registry_["setup_args"]
@@ -396,12 +397,18 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         )
         aligned_x = sparse.csr_matrix(matrix) @ select
         obs = pd.DataFrame(index=adata.obs_names.copy())
+        offset_keys = {DOMAIN_KEYS[name] for name in self.module.embedding_offsets}
         for argument, reg_key in _CATEGORICAL_SETUP_ARGS.items():
-            if setup[argument] is not None:
-                # from the saved registry, so this also works for a model loaded without data
-                field = self.registry_["field_registries"][reg_key]
-                categories = field["state_registry"]["categorical_mapping"]
-                obs[setup[argument]] = pd.Categorical(
+            column = setup[argument]
+            if column is None:
+                continue
+            # from the saved registry, so this also works for a model loaded without data
+            field = self.registry_["field_registries"][reg_key]
+            categories = list(field["state_registry"]["categorical_mapping"])
+            if reg_key in offset_keys:
+                obs[column] = self._offset_labels(adata, column, categories)
+            else:  # not used by embedding: a placeholder
+                obs[column] = pd.Categorical(
                     np.repeat(categories[0], adata.n_obs), categories=categories
                 )
         aligned = ad.AnnData(X=aligned_x.astype(np.float32), obs=obs)
@@ -431,6 +438,25 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
             # the aligned chunk is throw-away: drop its manager so the model does not keep it
             manager = self.get_anndata_manager(aligned)
             self._per_instance_manager_store[self.id].pop(manager.adata_uuid, None)
+
+    @staticmethod
+    def _offset_labels(adata: ad.AnnData, column: str, categories: list) -> pd.Categorical:
+        """A foreign AnnData's labels of a covariate whose offset the embedding adds."""
+        if column not in adata.obs.columns:
+            raise KeyError(
+                f"This model adds a learned offset per {column!r} to the embedding "
+                f"(embedding_offsets), but adata.obs has no column {column!r}: add each cell's "
+                f"{column} (one of {categories[:5]})."
+            )
+        values = np.asarray(adata.obs[column])
+        labels = pd.Categorical(values, categories=categories)
+        unknown = sorted({str(v) for v in values[labels.codes < 0]})
+        if unknown:
+            raise ValueError(
+                f"adata.obs[{column!r}] holds values the model was not trained on, e.g. "
+                f"{unknown[:3]}; its embedding offsets are learned for {categories[:5]} only."
+            )
+        return labels
 
     @torch.inference_mode()
     def get_latent_representation(
@@ -512,11 +538,14 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
                     adata=source, indices=rows, batch_size=batch_size, shuffle=False
                 )
                 for tensors in loader:
-                    yield tensors[X_KEY], gene_ids
+                    domains = {
+                        key: tensors[DOMAIN_KEYS[key]] for key in self.module.embedding_offsets
+                    }
+                    yield tensors[X_KEY], gene_ids, domains
 
         chunks, n_empty = [], 0
         with autocast:
-            for x, gene_ids in track(
+            for x, gene_ids, domains in track(
                 batches(),
                 total=n_batches,
                 description="Embedding cells",
@@ -525,7 +554,9 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
             ):
                 x = x.to(self.device)
                 n_empty += int((x.sum(dim=1) == 0).sum())
-                z = self.module.embed(x, gene_ids, binning=binning, generator=generator)
+                z = self.module.embed(
+                    x, gene_ids, binning=binning, generator=generator, domains=domains
+                )
                 chunks.append(z.float().cpu().numpy())
         if n_empty:
             warnings.warn(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -28,6 +28,7 @@ from cancergpt_scvi.nn import (
 MASK_VALUE = -1.0
 
 AdversarialInput = Literal["embedding", "training"]
+AdversaryTarget = Literal["encoder", "offsets"]
 
 
 def fisher_separation(
@@ -126,6 +127,25 @@ class CancerGPTModule(BaseModuleClass):
         differences in the within-group whitened embedding, what a linear classifier fitted
         afterwards reads), over the current minibatch and the ``discriminator_memory``, is
         added to the loss times ``fisher_scale`` x the current reversal weight. 0: off.
+    fisher_ridge
+        Ridge added to that covariance, relative to its mean variance. Small (the default
+        1e-5) sees a shift in any direction; around 1 the separation weighs directions by
+        their spread, as a regularised classifier does, and is far better conditioned.
+    embedding_offsets
+        Adversarial covariates (``"technology"``, ``"batch"``) whose categories each get a
+        learned offset added to the ``<cls>`` output before L2 normalisation, so the
+        embedding can be moved as a whole per technology. Zero-initialised and read by no
+        decoder: only the adversaries train them. Embedding then needs each cell's label
+        (for data other than the registered AnnData: the same ``obs`` column). Offsets per
+        batch would tie the embedding to known batches, so ``["technology"]`` is the use.
+    adversary_trains
+        What the adversaries' gradients (reversed discriminator losses, Fisher separation)
+        train. ``"encoder"`` (default): the encoder (and any offsets). ``"offsets"``: the
+        ``embedding_offsets`` only; the encoder learns from the expression objectives alone,
+        so the biology it encodes is untouched, and the technology is removed as a learned
+        shift per technology. The discriminators then judge the encoder output without
+        gradients (one forward pass more per step with ``adversarial_input="embedding"``),
+        and the memory keeps encoder outputs, to which the current offsets are added.
     """
 
     def __init__(
@@ -152,6 +172,9 @@ class CancerGPTModule(BaseModuleClass):
         condition_decoders: bool = True,
         discriminator_memory: int = 0,
         fisher_scale: float = 0.0,
+        embedding_offsets: Sequence[str] = (),
+        adversary_trains: AdversaryTarget = "encoder",
+        fisher_ridge: float = 1e-5,
     ):
         super().__init__()
         if adversarial_input not in ("embedding", "training"):
@@ -212,6 +235,35 @@ class CancerGPTModule(BaseModuleClass):
             self.register_buffer(
                 "memory_count", torch.zeros((), dtype=torch.long), persistent=False
             )
+        # zero-initialised: an untrained offset leaves the embedding as the encoder makes it
+        unknown = sorted(set(embedding_offsets) - set(DOMAIN_KEYS))
+        if unknown:
+            raise ValueError(
+                f"embedding_offsets names {unknown}: only adversarial covariates "
+                f"{list(DOMAIN_KEYS)} can have offsets."
+            )
+        self.embedding_offsets = nn.ModuleDict(
+            {
+                key: nn.Embedding(
+                    disc.n_domains, embed_dim, _weight=torch.zeros(disc.n_domains, embed_dim)
+                )
+                for key, disc in self.domain_discriminators.items()
+                if key in embedding_offsets
+            }
+        )
+        if adversary_trains not in ("encoder", "offsets"):
+            raise ValueError(
+                f"adversary_trains must be 'encoder' or 'offsets', got {adversary_trains!r}."
+            )
+        if adversary_trains == "offsets" and not self.embedding_offsets:
+            raise ValueError(
+                "adversary_trains='offsets' needs embedding_offsets (e.g. ['technology']): "
+                "the adversaries would have nothing to train."
+            )
+        self.adversary_trains = adversary_trains
+        if fisher_ridge <= 0:
+            raise ValueError(f"fisher_ridge must be positive, got {fisher_ridge}.")
+        self.fisher_ridge = float(fisher_ridge)
         # zero-initialised: training starts from the unconditioned decoders
         self.decoder_domains = nn.ModuleDict(
             {
@@ -265,6 +317,7 @@ class CancerGPTModule(BaseModuleClass):
         gene_ids: torch.Tensor | None = None,
         binning: BinningMode | None = None,
         generator: torch.Generator | None = None,
+        domains: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """L2-normalised ``<cls>`` output of the unmasked cell, with gradients.
 
@@ -272,7 +325,21 @@ class CancerGPTModule(BaseModuleClass):
         the mode's rule (``eval_binning`` in eval mode).
         """
         tokens = self.tokenize(x, gene_ids, binning=binning, generator=generator)
-        return F.normalize(self.encode(tokens)[:, 0].float(), dim=-1)
+        return self._readout(self.encode(tokens)[:, 0].float(), domains)
+
+    def _readout(
+        self, cls_out: torch.Tensor, domains: Mapping[str, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Cell embedding from the ``<cls>`` output: plus the domains' offsets, L2-normalised."""
+        missing = [key for key in self.embedding_offsets if key not in (domains or {})]
+        if missing:
+            raise ValueError(
+                f"The embedding carries learned offsets of {missing} (embedding_offsets): "
+                "pass each cell's category codes."
+            )
+        for key, table in self.embedding_offsets.items():
+            cls_out = cls_out + table(domains[key].long().view(-1).to(cls_out.device))
+        return F.normalize(cls_out, dim=-1)
 
     @torch.inference_mode()
     def embed(
@@ -281,13 +348,19 @@ class CancerGPTModule(BaseModuleClass):
         gene_ids: torch.Tensor | None = None,
         binning: BinningMode | None = None,
         generator: torch.Generator | None = None,
+        domains: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """L2-normalised ``<cls>`` embedding of each cell (no masking, eval mode expected)."""
-        return self.cell_embedding(x, gene_ids, binning=binning, generator=generator)
+        return self.cell_embedding(
+            x, gene_ids, binning=binning, generator=generator, domains=domains
+        )
 
     # -- scvi-tools module contract ---------------------------------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
-        return {"x": tensors[REGISTRY_KEYS.X_KEY]}
+        return {
+            "x": tensors[REGISTRY_KEYS.X_KEY],
+            "domains": {key: tensors[DOMAIN_KEYS[key]] for key in self.embedding_offsets},
+        }
 
     def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
         return {
@@ -297,7 +370,12 @@ class CancerGPTModule(BaseModuleClass):
         }
 
     @auto_move_data
-    def inference(self, x: torch.Tensor, gene_ids: torch.Tensor | None = None) -> dict:
+    def inference(
+        self,
+        x: torch.Tensor,
+        gene_ids: torch.Tensor | None = None,
+        domains: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict:
         """Tokenise, mask a fraction of gene tokens, and encode.
 
         Returns the token batch, the mask, the transformer output and the cell embedding
@@ -311,12 +389,24 @@ class CancerGPTModule(BaseModuleClass):
         )
         values = torch.where(masked, torch.full_like(tokens.values, MASK_VALUE), tokens.values)
         token_out = self.encode(tokens, values)
-        cell = F.normalize(token_out[:, 0], dim=-1)
+        cell = self._readout(token_out[:, 0], domains)
         out = {"tokens": tokens, "masked": masked, "token_out": token_out, "z": cell}
-        if len(self.domain_discriminators) and self.adversarial_input == "embedding":
+        if self.adversary_trains == "offsets":
+            # the adversaries reach the offsets only: the encoder's output is a constant
+            # to them, so the embedding pass needs no gradients
+            if self.adversarial_input == "embedding":
+                with torch.no_grad():
+                    eval_tokens = self.tokenize(x, gene_ids, binning=self.eval_binning)
+                    out["cls_domain"] = self.encode(eval_tokens)[:, 0]
+            else:
+                out["cls_domain"] = token_out[:, 0].detach()
+            out["z_domain"] = self._readout(out["cls_domain"], domains)
+        elif len(self.domain_discriminators) and self.adversarial_input == "embedding":
             # masked values and randomly drawn genes make a different input from the one
             # embedded for users: what is hidden from the discriminators there stays readable
-            out["z_domain"] = self.cell_embedding(x, gene_ids, binning=self.eval_binning)
+            out["z_domain"] = self.cell_embedding(
+                x, gene_ids, binning=self.eval_binning, domains=domains
+            )
         return out
 
     @auto_move_data
@@ -390,7 +480,6 @@ class CancerGPTModule(BaseModuleClass):
         adversarial = torch.zeros((), device=target.device)
         z_domain = inference_outputs.get("z_domain", inference_outputs["z"])
         n_cells = z_domain.shape[0]
-        disc_in = self.grl(z_domain)
         labels = (
             torch.stack(
                 [tensors[DOMAIN_KEYS[key]].long().view(-1) for key in self.domain_discriminators],
@@ -406,17 +495,23 @@ class CancerGPTModule(BaseModuleClass):
         if use_memory:
             n_memory = int(self.memory_count.clamp(max=self.discriminator_memory))
             remembered = self.memory_z[:n_memory]
-            disc_in = torch.cat([disc_in, remembered])
             all_labels = torch.cat([labels, self.memory_labels[:n_memory]])
             if condition is not None:
                 all_condition = torch.cat([condition, self.memory_condition[:n_memory]])
+            if self.adversary_trains == "offsets":
+                # the memory holds encoder outputs: today's offsets are added to all of them
+                codes = dict(zip(self.domain_discriminators, all_labels[n_cells:].T, strict=True))
+                remembered = self._readout(remembered, codes)
+        # the reversed push reaches whatever the adversaries train: the encoder (through
+        # the minibatch; remembered cells are detached) or the offsets (through every cell)
+        disc_in = self.grl(torch.cat([z_domain, remembered]))
         for i, (key, disc) in enumerate(self.domain_discriminators.items()):
             logits = disc(disc_in, all_condition)
             ce = F.cross_entropy(logits[:n_cells], labels[:, i])
             adversarial = adversarial + ce
             if logits.shape[0] > n_cells:
-                # the remembered cells teach the discriminator only (their embeddings are
-                # detached), so the encoder is pushed by the current minibatch alone
+                # the remembered cells teach the discriminator; their embeddings are detached
+                # from the encoder, so it is pushed by the current minibatch alone
                 adversarial = adversarial + F.cross_entropy(
                     logits[n_cells:], all_labels[n_cells:, i]
                 )
@@ -436,11 +531,13 @@ class CancerGPTModule(BaseModuleClass):
                 all_condition,
                 self.domain_discriminators["technology"].n_domains,
                 max(self.n_conditions, 1),
+                ridge=self.fisher_ridge,
             )
             adversarial = adversarial + self.grl.weight * self.fisher_scale * separation
             metrics["fisher_separation_technology"] = separation.detach()
         if use_memory:
-            self._remember(z_domain.detach(), labels, condition)
+            kept = inference_outputs.get("cls_domain", z_domain)
+            self._remember(kept.detach(), labels, condition)
         total = per_cell.mean() + adversarial
         return LossOutput(
             loss=total,
