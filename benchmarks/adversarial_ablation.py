@@ -48,6 +48,16 @@ from sklearn.preprocessing import StandardScaler
 from cancergpt_scvi import CancerGPTModel
 from cancergpt_scvi.data import simulate_malignant_atlas
 
+# options of CancerGPTModule passed on as they are (see its parameters)
+MODULE_OPTIONS: dict[str, dict] = {
+    "adversarial_input": {"choices": ["embedding", "training"], "default": "training"},
+    "discriminator_memory": {"type": int, "default": 0},
+    "fisher_scale": {"type": float, "default": 0.0},
+    "fisher_ridge": {"type": float, "default": 1e-5},
+    "embedding_offsets": {"nargs": "*", "choices": ["batch", "technology"], "default": []},
+    "adversary_trains": {"choices": ["encoder", "offsets"], "default": "encoder"},
+}
+
 
 def score_embedding(z: np.ndarray, obs: pd.DataFrame, seed: int = 0) -> dict[str, float]:
     """Cross-validated technology probe accuracy and tissue/state kNN accuracy."""
@@ -103,48 +113,13 @@ def main() -> None:
     parser.add_argument("--mvc-start", type=float, default=0.25)
     parser.add_argument("--mvc-ramp", type=float, default=0.25)
     parser.add_argument(
-        "--adversarial-input",
-        choices=["embedding", "training"],
-        default="training",
-        help="the cell embedding the discriminators judge (module adversarial_input)",
-    )
-    parser.add_argument(
         "--decoders",
         choices=["conditioned", "plain"],
         default="conditioned",
         help="whether the expression decoders are told each cell's domains",
     )
-    parser.add_argument(
-        "--discriminator-memory",
-        type=int,
-        default=0,
-        help="recent training cells the discriminators also learn from at every step",
-    )
-    parser.add_argument(
-        "--fisher-scale",
-        type=float,
-        default=0.0,
-        help="strength of the closed-form linear adversary relative to the reversal weight",
-    )
-    parser.add_argument(
-        "--fisher-ridge",
-        type=float,
-        default=1e-5,
-        help="ridge of the Fisher adversary's covariance, relative to its mean variance",
-    )
-    parser.add_argument(
-        "--embedding-offsets",
-        nargs="*",
-        choices=["batch", "technology"],
-        default=[],
-        help="covariates whose categories get a learned offset in the embedding",
-    )
-    parser.add_argument(
-        "--adversary-trains",
-        choices=["encoder", "offsets"],
-        default="encoder",
-        help="what the adversaries' gradients train (module adversary_trains)",
-    )
+    for name, spec in MODULE_OPTIONS.items():
+        parser.add_argument("--" + name.replace("_", "-"), help=f"module {name}", **spec)
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
@@ -165,13 +140,8 @@ def main() -> None:
         model = CancerGPTModel(
             data,
             preset=args.preset,
-            adversarial_input=args.adversarial_input,
             condition_decoders=args.decoders == "conditioned",
-            discriminator_memory=args.discriminator_memory,
-            fisher_scale=args.fisher_scale,
-            fisher_ridge=args.fisher_ridge,
-            embedding_offsets=args.embedding_offsets,
-            adversary_trains=args.adversary_trains,
+            **{name: getattr(args, name) for name in MODULE_OPTIONS},
         )
         start = time.perf_counter()
         model.train(

@@ -76,7 +76,9 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
         arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``,
         ``adversarial_input``, ``condition_decoders``, ``discriminator_memory``,
-        ``fisher_scale``...).
+        ``fisher_scale``, ``fisher_ridge``, ``embedding_offsets``, ``adversary_trains``...).
+        With ``embedding_offsets=["technology"]`` the embedding of data other than the
+        registered AnnData needs its technology column (the registered ``technology_key``).
 
     Examples
     --------
