@@ -54,7 +54,7 @@ MODULE_OPTIONS: dict[str, dict] = {
     "discriminator_memory": {"type": int, "default": 0},
     "fisher_scale": {"type": float, "default": 0.0},
     "fisher_ridge": {"type": float, "default": 1e-5},
-    "embedding_offsets": {"nargs": "*", "choices": ["batch", "technology"], "default": []},
+    "embedding_offsets": {"nargs": "*", "choices": ["technology"], "default": []},
     "adversary_trains": {"choices": ["encoder", "offsets"], "default": "encoder"},
 }
 

@@ -305,8 +305,9 @@ def test_covariate_offsets_shift_the_embedding_and_learn_only_from_the_adversary
     module.eval()
     zero, one = (module.embed(x, domains={"technology": torch.full((8,), t)}) for t in (0, 1))
     assert (zero - one).abs().max() > 1e-2
-    with pytest.raises(ValueError, match="only adversarial covariates"):
-        _technology_module(embedding_offsets=["tissue"])
+    for name in ("tissue", "batch"):
+        with pytest.raises(ValueError, match="only 'technology' can have offsets"):
+            _technology_module(embedding_offsets=[name])
 
 
 def test_adversaries_that_train_only_the_offsets_leave_the_encoder_alone():

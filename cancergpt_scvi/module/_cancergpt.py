@@ -132,12 +132,12 @@ class CancerGPTModule(BaseModuleClass):
         1e-5) sees a shift in any direction; around 1 the separation weighs directions by
         their spread, as a regularised classifier does, and is far better conditioned.
     embedding_offsets
-        Adversarial covariates (``"technology"``, ``"batch"``) whose categories each get a
-        learned offset added to the ``<cls>`` output before L2 normalisation, so the
-        embedding can be moved as a whole per technology. Zero-initialised and read by no
-        decoder: only the adversaries train them. Embedding then needs each cell's label
-        (for data other than the registered AnnData: the same ``obs`` column). Offsets per
-        batch would tie the embedding to known batches, so ``["technology"]`` is the use.
+        ``["technology"]``: each technology gets a learned offset added to the ``<cls>``
+        output before L2 normalisation, so the embedding can be moved as a whole per
+        technology. Zero-initialised and read by no decoder: only the adversaries train it.
+        Embedding then needs each cell's technology (for data other than the registered
+        AnnData: the same ``obs`` column). Batches get none: an offset per batch would leave
+        new batches without one.
     adversary_trains
         What the adversaries' gradients (reversed discriminator losses, Fisher separation)
         train. ``"encoder"`` (default): the encoder (and any offsets). ``"offsets"``: the
@@ -172,9 +172,9 @@ class CancerGPTModule(BaseModuleClass):
         condition_decoders: bool = True,
         discriminator_memory: int = 0,
         fisher_scale: float = 0.0,
+        fisher_ridge: float = 1e-5,
         embedding_offsets: Sequence[str] = (),
         adversary_trains: AdversaryTarget = "encoder",
-        fisher_ridge: float = 1e-5,
     ):
         super().__init__()
         if adversarial_input not in ("embedding", "training"):
@@ -235,13 +235,14 @@ class CancerGPTModule(BaseModuleClass):
             self.register_buffer(
                 "memory_count", torch.zeros((), dtype=torch.long), persistent=False
             )
-        # zero-initialised: an untrained offset leaves the embedding as the encoder makes it
-        unknown = sorted(set(embedding_offsets) - set(DOMAIN_KEYS))
+        unknown = sorted(set(embedding_offsets) - {"technology"})
         if unknown:
+            # a batch (patient) offset would tie the embedding to the batches seen in training
             raise ValueError(
-                f"embedding_offsets names {unknown}: only adversarial covariates "
-                f"{list(DOMAIN_KEYS)} can have offsets."
+                f"embedding_offsets names {unknown}: only 'technology' can have offsets "
+                "(an offset per batch would leave new batches without one)."
             )
+        # zero-initialised: an untrained offset leaves the embedding as the encoder makes it
         self.embedding_offsets = nn.ModuleDict(
             {
                 key: nn.Embedding(
