@@ -169,7 +169,12 @@ def test_discriminators_judge_the_embedding_users_get():
 def test_training_pass_discriminators_need_no_second_pass():
     module = CancerGPTModule(torch.arange(3, 43), 43, n_domains={"batch": 2}, **TINY)
     assert module.adversarial_input == "training"  # the default
-    assert "z_domain" not in module.inference(torch.poisson(torch.rand(4, 40) * 3))
+    calls = []
+    module.encoder.register_forward_hook(lambda *_: calls.append(1))
+    inference = module.inference(torch.poisson(torch.rand(4, 40) * 3))
+    assert len(calls) == 1  # one encoder pass: the discriminators judge its <cls> output
+    torch.testing.assert_close(inference["cls_domain"], inference["token_out"][:, 0])
+    torch.testing.assert_close(inference["z_domain"], inference["z"])
     with pytest.raises(ValueError, match="adversarial_input must be"):
         CancerGPTModule(torch.arange(3, 43), 43, adversarial_input="clean", **TINY)
 
@@ -268,12 +273,14 @@ def test_fisher_adversary_waits_for_a_full_memory_and_pulls_technologies_togethe
     inference, _, third = module(tensors)
     assert third.extra_metrics["fisher_separation_technology"] > 0
     # the encoder is pulled along the separation (no reversal of this term)
-    z = inference["z"]
+    z = inference["z_domain"]
     grad = torch.autograd.grad(third.loss, z)[0]
     step = z - 1e-3 * grad / grad.norm()
-    # the pool of that step: the minibatch and the two remembered before it
-    pool = torch.cat([step, module.memory_z[:128]])
-    before = torch.cat([z, module.memory_z[:128]])
+    # the pool of that step: the minibatch and the two remembered before it (the memory
+    # keeps <cls> outputs, normalised when read)
+    remembered = torch.nn.functional.normalize(module.memory_z[:128], dim=-1)
+    pool = torch.cat([step, remembered])
+    before = torch.cat([z, remembered])
     labels = torch.cat([tech.view(-1), module.memory_labels[:128, 0]]).long()
     assert fisher_separation(pool, labels, None, 2, 1) < fisher_separation(
         before, labels, None, 2, 1

@@ -325,8 +325,35 @@ class CancerGPTModule(BaseModuleClass):
         Genes are chosen deterministically (``random_genes=False``); ``binning`` defaults to
         the mode's rule (``eval_binning`` in eval mode).
         """
+        cls_out = self._cls_output(x, gene_ids, binning=binning, generator=generator)
+        return self._readout(cls_out.float(), domains)
+
+    def _cls_output(
+        self,
+        x: torch.Tensor,
+        gene_ids: torch.Tensor | None,
+        binning: BinningMode | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``<cls>`` output of the unmasked cell, genes chosen deterministically."""
         tokens = self.tokenize(x, gene_ids, binning=binning, generator=generator)
-        return self._readout(self.encode(tokens)[:, 0].float(), domains)
+        return self.encode(tokens)[:, 0]
+
+    def _domain_cls(
+        self, x: torch.Tensor, gene_ids: torch.Tensor | None, token_out: torch.Tensor
+    ) -> torch.Tensor:
+        """The ``<cls>`` output the adversaries judge (``adversarial_input``), before offsets."""
+        if self.adversarial_input == "training":
+            cls_out = token_out[:, 0]
+        elif self.adversary_trains == "offsets":
+            # the encoder's output is a constant to adversaries that train the offsets only
+            with torch.no_grad():
+                cls_out = self._cls_output(x, gene_ids, binning=self.eval_binning)
+        else:
+            # masked values and randomly drawn genes make a different input from the one
+            # embedded for users: what is hidden from the discriminators there stays readable
+            cls_out = self._cls_output(x, gene_ids, binning=self.eval_binning)
+        return cls_out.detach() if self.adversary_trains == "offsets" else cls_out
 
     def _readout(
         self, cls_out: torch.Tensor, domains: Mapping[str, torch.Tensor] | None
@@ -380,9 +407,10 @@ class CancerGPTModule(BaseModuleClass):
         """Tokenise, mask a fraction of gene tokens, and encode.
 
         Returns the token batch, the mask, the transformer output and the cell embedding
-        (the L2-normalised ``<cls>`` output); with domain discriminators and
-        ``adversarial_input="embedding"`` also ``z_domain``, the embedding of the unmasked
-        cell as :meth:`embed` computes it (with gradients), for the discriminators.
+        (the L2-normalised ``<cls>`` output); with domain discriminators also ``cls_domain``,
+        the ``<cls>`` output the adversaries judge (the training pass, or with
+        ``adversarial_input="embedding"`` the unmasked cell as :meth:`embed` encodes it;
+        detached with ``adversary_trains="offsets"``), and ``z_domain``, its embedding.
         """
         tokens = self.tokenize(x, gene_ids, random_genes=self.training)
         masked = tokens.gene_positions & (
@@ -392,22 +420,9 @@ class CancerGPTModule(BaseModuleClass):
         token_out = self.encode(tokens, values)
         cell = self._readout(token_out[:, 0], domains)
         out = {"tokens": tokens, "masked": masked, "token_out": token_out, "z": cell}
-        if self.adversary_trains == "offsets":
-            # the adversaries reach the offsets only: the encoder's output is a constant
-            # to them, so the embedding pass needs no gradients
-            if self.adversarial_input == "embedding":
-                with torch.no_grad():
-                    eval_tokens = self.tokenize(x, gene_ids, binning=self.eval_binning)
-                    out["cls_domain"] = self.encode(eval_tokens)[:, 0]
-            else:
-                out["cls_domain"] = token_out[:, 0].detach()
-            out["z_domain"] = self._readout(out["cls_domain"], domains)
-        elif len(self.domain_discriminators) and self.adversarial_input == "embedding":
-            # masked values and randomly drawn genes make a different input from the one
-            # embedded for users: what is hidden from the discriminators there stays readable
-            out["z_domain"] = self.cell_embedding(
-                x, gene_ids, binning=self.eval_binning, domains=domains
-            )
+        if len(self.domain_discriminators):
+            out["cls_domain"] = self._domain_cls(x, gene_ids, token_out)
+            out["z_domain"] = self._readout(out["cls_domain"].float(), domains)
         return out
 
     @auto_move_data
@@ -499,13 +514,13 @@ class CancerGPTModule(BaseModuleClass):
             all_labels = torch.cat([labels, self.memory_labels[:n_memory]])
             if condition is not None:
                 all_condition = torch.cat([condition, self.memory_condition[:n_memory]])
-            if self.adversary_trains == "offsets":
-                # the memory holds encoder outputs: today's offsets are added to all of them
-                codes = dict(zip(self.domain_discriminators, all_labels[n_cells:].T, strict=True))
-                remembered = self._readout(remembered, codes)
+            # the memory holds encoder outputs: today's offsets are added to all of them
+            codes = dict(zip(self.domain_discriminators, all_labels[n_cells:].T, strict=True))
+            remembered = self._readout(remembered, codes)
+        pool = torch.cat([z_domain, remembered])
         # the reversed push reaches whatever the adversaries train: the encoder (through
         # the minibatch; remembered cells are detached) or the offsets (through every cell)
-        disc_in = self.grl(torch.cat([z_domain, remembered]))
+        disc_in = self.grl(pool)
         for i, (key, disc) in enumerate(self.domain_discriminators.items()):
             logits = disc(disc_in, all_condition)
             ce = F.cross_entropy(logits[:n_cells], labels[:, i])
@@ -522,12 +537,12 @@ class CancerGPTModule(BaseModuleClass):
             )
         fisher = use_memory and self.fisher_scale and "technology" in self.domain_discriminators
         # a covariance needs many more cells than dimensions: wait for the memory to fill
-        if fisher and disc_in.shape[0] >= 4 * self.embed_dim:
+        if fisher and pool.shape[0] >= 4 * self.embed_dim:
             tech = list(self.domain_discriminators).index("technology")
-            # the encoder minimises this one directly (no reversal): it is the adversary's
-            # optimum, solved in closed form
+            # minimised directly (no reversal): it is the adversary's optimum, solved in
+            # closed form
             separation = fisher_separation(
-                torch.cat([z_domain, remembered]),
+                pool,
                 all_labels[:, tech],
                 all_condition,
                 self.domain_discriminators["technology"].n_domains,
@@ -537,8 +552,7 @@ class CancerGPTModule(BaseModuleClass):
             adversarial = adversarial + self.grl.weight * self.fisher_scale * separation
             metrics["fisher_separation_technology"] = separation.detach()
         if use_memory:
-            kept = inference_outputs.get("cls_domain", z_domain)
-            self._remember(kept.detach(), labels, condition)
+            self._remember(inference_outputs["cls_domain"].detach(), labels, condition)
         total = per_cell.mean() + adversarial
         return LossOutput(
             loss=total,
