@@ -117,8 +117,9 @@ class CancerGPTModule(BaseModuleClass):
         objectives do not need it in the cell embedding that the discriminators strip of it.
         Embedding needs no domain labels: the decoders are used in training only.
     discriminator_memory
-        Number of recent training cells whose (detached) embeddings the discriminators also
-        learn from at every step, next to the current minibatch (0: the minibatch only). A
+        Number of recent training cells whose (detached) ``<cls>`` outputs, read with the
+        current offsets and normalised, the discriminators also learn from at every step,
+        next to the current minibatch (0: the minibatch only). A
         discriminator that sees a few thousand cells at once judges the embedding the way a
         classifier fitted afterwards does, instead of the few dozen cells of one step.
     fisher_scale
