@@ -46,7 +46,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from cancergpt_scvi import CancerGPTModel
-from cancergpt_scvi.data import simulate_malignant_atlas
+from cancergpt_scvi.datasets import simulate_malignant_atlas
 
 # options of CancerGPTModule passed on as they are (see its parameters)
 MODULE_OPTIONS: dict[str, dict] = {

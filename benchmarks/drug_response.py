@@ -1,9 +1,10 @@
 """Drug response of unseen cell lines and unseen drugs: DrugResponseModel on a simulated screen.
 
-Simulates a pharmacogenomic screen (:func:`cancergpt_scvi.data.simulate_drug_response`: bulk
+Simulates a pharmacogenomic screen (:func:`cancergpt_scvi.datasets.simulate_drug_response`: bulk
 cell-line profiles from the simulator's tissues and malignant-state programs, real drug SMILES
 and analogues, responses = potency + drug-specific sensitivity to the state programs +
-drug-by-tissue effect + noise), and cross-validates :class:`cancergpt_scvi.model.DrugResponseModel`
+drug-by-tissue effect + noise), and cross-validates
+:class:`cancergpt_scvi.drug_response.DrugResponseModel`
 with held-out cell lines (grouped K-fold, stratified by tissue) and held-out drugs (grouped
 K-fold), on three cell-line representations:
 
@@ -48,8 +49,10 @@ import scvi
 import torch
 
 from cancergpt_scvi.benchmark import cross_validate_drug_response, plot_drug_response
-from cancergpt_scvi.data import simulate_drug_response, simulate_malignant_atlas
-from cancergpt_scvi.model import CancerGPTModel, DrugResponseModel, embed_bulk
+from cancergpt_scvi.bulk import embed_bulk
+from cancergpt_scvi.datasets import simulate_drug_response, simulate_malignant_atlas
+from cancergpt_scvi.drug_response import DrugResponseModel
+from cancergpt_scvi.model import CancerGPTModel
 
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
 

@@ -39,7 +39,7 @@ import torch
 from scipy import sparse
 
 from cancergpt_scvi import CancerGPTModel
-from cancergpt_scvi.model._pretrained import encoder_shapes
+from cancergpt_scvi.release._checkpoint import encoder_shapes
 
 RELEASE_ARGS = {
     "n_bins": 51,

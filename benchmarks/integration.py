@@ -27,7 +27,7 @@ import scvi
 import torch
 
 from cancergpt_scvi.benchmark import benchmark_integration
-from cancergpt_scvi.data import simulate_glioblastoma, simulate_malignant_atlas
+from cancergpt_scvi.datasets import simulate_glioblastoma, simulate_malignant_atlas
 from cancergpt_scvi.model import CancerGPTModel
 
 FULL = "CancerGPT"

@@ -61,7 +61,7 @@ def ensure_corpus(folder: Path, n_cells: int, n_files: int, n_genes: int) -> Non
     marker = folder / "complete.json"
     if marker.is_file():
         return
-    from cancergpt_scvi.data import write_simulated_corpus
+    from cancergpt_scvi.datasets import write_simulated_corpus
 
     start = time.perf_counter()
     write_simulated_corpus(
@@ -129,8 +129,7 @@ def measure(args: argparse.Namespace) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from cancergpt_scvi import CancerGPTModel
-    from cancergpt_scvi.data import H5adCorpus
-    from cancergpt_scvi.train import CorpusDataModule
+    from cancergpt_scvi.corpus import CorpusDataModule, H5adCorpus
 
     torch.set_num_threads(args.threads)
     scvi.settings.seed = 0

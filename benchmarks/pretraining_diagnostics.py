@@ -44,7 +44,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
 from cancergpt_scvi import CancerGPTModel
-from cancergpt_scvi.data import bin_expression, simulate_malignant_atlas
+from cancergpt_scvi.data import bin_expression
+from cancergpt_scvi.datasets import simulate_malignant_atlas
 from cancergpt_scvi.nn import ContinuousValueEncoder
 
 

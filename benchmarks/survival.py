@@ -3,12 +3,12 @@
 Pretrains CancerGPT (CPU recipe) on a simulated pan-cancer atlas of malignant cells (or
 loads a saved model) with a fixed gene set: the atlas' most variable genes, one token each
 for every cell (``gene_selection="fixed"``, the release's zero-shot procedure, which is also
-how :func:`~cancergpt_scvi.model.embed_bulk` presents a bulk sample); ``--gene-selection
+how :func:`~cancergpt_scvi.bulk.embed_bulk` presents a bulk sample); ``--gene-selection
 expressed`` pretrains on each cell's expressed genes instead. It then simulates a bulk
 RNA-seq cohort of other patients (each tumour the sum of its malignant cells plus stroma;
 hazards driven by the mesenchymal and cycling malignant programs; censoring), embeds the
-bulk samples with :func:`cancergpt_scvi.model.embed_bulk` (counts and TPM) and scores linear
-Cox models (:class:`cancergpt_scvi.model.SurvivalModel`) by stratified 5-fold
+bulk samples with :func:`cancergpt_scvi.bulk.embed_bulk` (counts and TPM) and scores linear
+Cox models (:class:`cancergpt_scvi.survival.SurvivalModel`) by stratified 5-fold
 cross-validation next to penalised Cox on PCA of expression, on the top-variance genes and
 on clinical covariates alone, and the C-index of the true risk on the same folds. Prints the
 table and the acceptance check (cross-validated C within 0.05 of the true risk's); writes
@@ -35,14 +35,12 @@ import scanpy as sc
 import scvi
 import torch
 
-from cancergpt_scvi.data import simulate_malignant_atlas, simulate_survival_cohort
-from cancergpt_scvi.model import (
-    CancerGPTModel,
-    SurvivalModel,
-    compare_survival_features,
-    embed_bulk,
-)
+from cancergpt_scvi.benchmark import compare_survival_features
+from cancergpt_scvi.bulk import embed_bulk
+from cancergpt_scvi.datasets import simulate_malignant_atlas, simulate_survival_cohort
+from cancergpt_scvi.model import CancerGPTModel
 from cancergpt_scvi.model._presets import PRESETS
+from cancergpt_scvi.survival import SurvivalModel
 
 
 def parse_args() -> argparse.Namespace:

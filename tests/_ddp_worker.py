@@ -18,8 +18,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from cancergpt_scvi import CancerGPTModel
-from cancergpt_scvi.data import H5adCorpus
-from cancergpt_scvi.train import CorpusDataModule, CorpusDataset, ResumableDataLoader, StepSeed
+from cancergpt_scvi.corpus import CorpusDataModule, CorpusDataset, H5adCorpus
+from cancergpt_scvi.train import ResumableDataLoader, StepSeed
 
 TINY = {"embed_dim": 32, "n_layers": 1, "n_heads": 2, "ffn_dim": 64, "max_seq_len": 64}
 

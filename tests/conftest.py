@@ -17,7 +17,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 @pytest.fixture(scope="session")
 def atlas():
-    from cancergpt_scvi.data import simulate_malignant_atlas
+    from cancergpt_scvi.datasets import simulate_malignant_atlas
 
     return simulate_malignant_atlas(
         n_cells=400,

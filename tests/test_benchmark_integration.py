@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cancergpt_scvi.benchmark import BASELINE_OBSM_KEYS, benchmark_integration
-from cancergpt_scvi.data import simulate_glioblastoma
+from cancergpt_scvi.datasets import simulate_glioblastoma
 
 BIO_METRICS = {"Isolated labels", "KMeans NMI", "KMeans ARI", "Silhouette label", "cLISI"}
 BATCH_METRICS = {"Silhouette batch", "iLISI", "KBET", "Graph connectivity", "PCR comparison"}

@@ -9,9 +9,10 @@ import pytest
 import scvi
 import torch
 
-from cancergpt_scvi.data import bin_expression, simulate_survival_cohort
-from cancergpt_scvi.model import SurvivalModel, embed_bulk
-from cancergpt_scvi.model._bulk_embedding import bulk_log_expression
+from cancergpt_scvi.bulk import bulk_log_expression, embed_bulk
+from cancergpt_scvi.data import bin_expression
+from cancergpt_scvi.datasets import simulate_survival_cohort
+from cancergpt_scvi.survival import SurvivalModel
 
 scvi.settings.verbosity = logging.ERROR
 

@@ -22,15 +22,14 @@ from cancergpt_scvi.benchmark import (
     drug_response_splits,
     plot_drug_response,
 )
-from cancergpt_scvi.data import (
-    EXAMPLE_DRUG_SMILES,
+from cancergpt_scvi.datasets import EXAMPLE_DRUG_SMILES, simulate_drug_response
+from cancergpt_scvi.drug_response import (
     DrugFeaturizer,
+    DrugResponseModel,
     morgan_fingerprint,
-    simulate_drug_response,
     smiles_to_graph,
 )
-from cancergpt_scvi.data._molecules import ATOM_FEATURE_NAMES
-from cancergpt_scvi.model import DrugResponseModel
+from cancergpt_scvi.drug_response._molecules import ATOM_FEATURE_NAMES
 
 scvi.settings.verbosity = logging.ERROR
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}

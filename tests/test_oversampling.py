@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cancergpt_scvi.data import PRETRAINING_TISSUE_COMPOSITION, oversampling_weights
+from cancergpt_scvi.data import oversampling_weights
+from cancergpt_scvi.datasets import PRETRAINING_TISSUE_COMPOSITION
 from tests.conftest import SHARED
 
 

@@ -16,14 +16,10 @@ import scvi
 import torch
 
 from cancergpt_scvi import CancerGPTModel
-from cancergpt_scvi.data import (
-    GeneVocab,
-    H5adCorpus,
-    SomaCorpus,
-    oversampling_weights,
-    write_simulated_corpus,
-)
-from cancergpt_scvi.train import CorpusDataModule, DistributedOversampler, StepCheckpoint, StepSeed
+from cancergpt_scvi.corpus import CorpusDataModule, H5adCorpus, SomaCorpus
+from cancergpt_scvi.data import GeneVocab, oversampling_weights
+from cancergpt_scvi.datasets import write_simulated_corpus
+from cancergpt_scvi.train import DistributedOversampler, StepCheckpoint, StepSeed
 from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]

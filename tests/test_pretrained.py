@@ -23,8 +23,8 @@ from scipy.stats import chisquare
 from torch import nn
 
 from cancergpt_scvi import CancerGPTModel
-from cancergpt_scvi.data._hvg import cell_ranger_hvg
-from cancergpt_scvi.model._pretrained import ReleaseCheckpointError
+from cancergpt_scvi.data import cell_ranger_hvg
+from cancergpt_scvi.release import ReleaseCheckpointError
 from tests.conftest import SHARED
 
 ARGS = {
@@ -312,7 +312,7 @@ def test_a_folder_without_args_json_is_refused(tmp_path):
 
 
 def test_training_only_keys_are_ignored_and_listed_at_debug_level(release, caplog):
-    with caplog.at_level(logging.DEBUG, logger="cancergpt_scvi.model._pretrained"):
+    with caplog.at_level(logging.DEBUG, logger="cancergpt_scvi.release._checkpoint"):
         CancerGPTModel.load_pretrained(release, make_cells(n_cells=20))
     listed = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
     assert all(key in listed for key in TRAINING_ONLY)
@@ -401,7 +401,8 @@ def test_the_real_release_vocabulary_reads(tmp_path):
     vocab_path = SHARED / "data" / "cancergpt_vocab.json"
     vocab = json.loads(vocab_path.read_text())
     assert len(vocab) == 28_725 and vocab["<cls>"] == 0 and vocab["<pad>"] == 1
-    from cancergpt_scvi.model._pretrained import encoder_shapes, read_release_checkpoint
+    from cancergpt_scvi.release import read_release_checkpoint
+    from cancergpt_scvi.release._checkpoint import encoder_shapes
 
     # a release-layout folder with the real vocabulary and a small encoder reads and checks
     folder = tmp_path / "assets"

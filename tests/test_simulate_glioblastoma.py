@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cancergpt_scvi.data import (
+from cancergpt_scvi.datasets import (
     GLIOBLASTOMA_STATES,
     simulate_glioblastoma,
     simulate_malignant_atlas,
 )
-from cancergpt_scvi.data._simulate import make_genetic_background
+from cancergpt_scvi.datasets._malignant_atlas import make_genetic_background
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,15 @@ matplotlib.use("Agg")
 
 import scvi
 
-from cancergpt_scvi.data import simulate_survival_cohort
-from cancergpt_scvi.model import SurvivalModel
-from cancergpt_scvi.model._survival_evaluation import (
+from cancergpt_scvi.datasets import simulate_survival_cohort
+from cancergpt_scvi.survival import (
+    SurvivalModel,
     concordance_harrell,
     concordance_uno,
     logrank_pvalue,
     risk_groups,
 )
-from cancergpt_scvi.module._survival import cox_partial_nll_terms
+from cancergpt_scvi.survival._module import cox_partial_nll_terms
 
 scvi.settings.verbosity = logging.ERROR
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}

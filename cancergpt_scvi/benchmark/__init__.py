@@ -1,4 +1,4 @@
-"""Benchmarks of CancerGPT embeddings against the methods users would pick instead."""
+"""Benchmarks of CancerGPT against the methods users would pick instead."""
 
 from ._drug_response import (
     cross_validate_drug_response,
@@ -13,11 +13,13 @@ from ._integration import (
     benchmark_integration,
     plot_umap_grid,
 )
+from ._survival import compare_survival_features
 
 __all__ = [
     "BASELINE_OBSM_KEYS",
     "INTEGRATION_BASELINES",
     "benchmark_integration",
+    "compare_survival_features",
     "cross_validate_drug_response",
     "drug_response_metrics",
     "drug_response_splits",

@@ -151,7 +151,7 @@ def cross_validate_drug_response(
     oracle: Callable[[pd.DataFrame], np.ndarray] | None = None,
     folds: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and evaluate :class:`~cancergpt_scvi.model.DrugResponseModel` on held-out folds.
+    """Train and evaluate :class:`~cancergpt_scvi.drug_response.DrugResponseModel` on folds.
 
     For each fold a model is trained without the fold's cell lines (or drugs) and predicts
     their pairs. Baselines on the same pairs: the drug-mean predictor (each drug's mean
@@ -162,7 +162,7 @@ def cross_validate_drug_response(
     Parameters
     ----------
     adata
-        Cell lines set up with :meth:`~cancergpt_scvi.model.DrugResponseModel.setup_anndata`
+        Cell lines set up with :meth:`~cancergpt_scvi.drug_response.DrugResponseModel.setup_anndata`
         (with responses; its ``tissue_key`` stratifies held-out cell-line folds).
     holdout
         ``"cell_lines"`` or ``"drugs"``.
@@ -190,7 +190,7 @@ def cross_validate_drug_response(
     """
     import lightning.pytorch as pl
 
-    from cancergpt_scvi.model._drug_response import DrugResponseModel
+    from cancergpt_scvi.drug_response import DrugResponseModel
 
     pl.seed_everything(seed, verbose=False)
     model = DrugResponseModel(adata, **(model_kwargs or {}))  # validates the setup

@@ -21,13 +21,12 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp, track
 
 from cancergpt_scvi._constants import BATCH_KEY, DOMAIN_KEYS, TECHNOLOGY_KEY, TISSUE_KEY, X_KEY
-from cancergpt_scvi.data._binning import BinningMode
-from cancergpt_scvi.data._validation import check_categorical_obs, check_expression
-from cancergpt_scvi.data._vocab import GeneVocab
-from cancergpt_scvi.model._presets import PRESETS
-from cancergpt_scvi.model._pretrained import PretrainedMixin
+from cancergpt_scvi.data import BinningMode, GeneVocab, check_categorical_obs, check_expression
 from cancergpt_scvi.module import CancerGPTModule
+from cancergpt_scvi.release import PretrainedMixin
 from cancergpt_scvi.train import CancerGPTTrainingPlan, OversamplingDataSplitter
+
+from ._presets import PRESETS
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
 
     Examples
     --------
-    >>> adata = cancergpt_scvi.data.simulate_malignant_atlas(n_cells=2000)
+    >>> adata = cancergpt_scvi.datasets.simulate_malignant_atlas(n_cells=2000)
     >>> CancerGPTModel.setup_anndata(
     ...     adata, batch_key="batch", technology_key="technology", tissue_key="tissue"
     ... )
@@ -289,7 +288,7 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
             :class:`~cancergpt_scvi.train.CancerGPTTrainingPlan`.
         datamodule
             Feed training from this Lightning data module instead of the registered AnnData,
-            e.g. a :class:`~cancergpt_scvi.train.CorpusDataModule` over an out-of-core corpus
+            e.g. a :class:`~cancergpt_scvi.corpus.CorpusDataModule` over an out-of-core corpus
             (``batch_size``, ``oversample``, split sizes and ``datasplitter_kwargs`` are then
             the data module's business).
         **trainer_kwargs

@@ -1,7 +1,5 @@
-"""scvi-tools modules (torch) behind the model classes."""
+"""The scvi-tools module (torch) behind CancerGPTModel."""
 
 from ._cancergpt import CancerGPTModule
-from ._drug_response import DrugResponseModule
-from ._survival import CoxPHModule
 
-__all__ = ["CancerGPTModule", "CoxPHModule", "DrugResponseModule"]
+__all__ = ["CancerGPTModule"]

@@ -12,8 +12,7 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
 from cancergpt_scvi._constants import DOMAIN_KEYS, TISSUE_KEY
-from cancergpt_scvi.data._binning import BinningMode, bin_expression
-from cancergpt_scvi.data._tokenize import GeneSelection, TokenBatch, tokenize
+from cancergpt_scvi.data import BinningMode, GeneSelection, TokenBatch, bin_expression, tokenize
 from cancergpt_scvi.nn import (
     ContinuousValueEncoder,
     DomainDiscriminator,

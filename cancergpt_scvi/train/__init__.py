@@ -1,19 +1,17 @@
-"""Training: the CancerGPT training plan and the oversampling data splitter."""
+"""Training: the CancerGPT training plan, the oversampling data splitter and its samplers."""
 
 from ._checkpointing import StepCheckpoint, StepSeed
-from ._corpus_datamodule import CorpusDataModule, CorpusDataset
 from ._data_splitter import OversamplingDataSplitter
-from ._distributed_sampler import DistributedOversampler
+from ._distributed_sampler import DistributedOversampler, distributed_world
 from ._resumable_loader import ResumableDataLoader
 from ._trainingplan import CancerGPTTrainingPlan
 
 __all__ = [
     "CancerGPTTrainingPlan",
-    "CorpusDataModule",
-    "CorpusDataset",
     "DistributedOversampler",
     "OversamplingDataSplitter",
     "ResumableDataLoader",
     "StepCheckpoint",
     "StepSeed",
+    "distributed_world",
 ]

@@ -10,7 +10,7 @@ import torch.distributed as dist
 from scvi.dataloaders import DataSplitter
 
 from cancergpt_scvi._constants import TECHNOLOGY_KEY, TISSUE_KEY
-from cancergpt_scvi.data._oversampling import oversampling_weights
+from cancergpt_scvi.data import oversampling_weights
 
 from ._distributed_sampler import DistributedOversampler
 from ._resumable_loader import ResumableDataLoader

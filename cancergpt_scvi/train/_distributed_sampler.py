@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 
-def _world() -> tuple[int, int]:
+def distributed_world() -> tuple[int, int]:
     """``(num_replicas, rank)`` of the current process group, ``(1, 0)`` outside one."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
@@ -71,7 +71,7 @@ class DistributedOversampler(DistributedSampler):
             raise ValueError("weights must be finite, non-negative and not all zero.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
-        world, this_rank = _world()
+        world, this_rank = distributed_world()
         num_replicas = world if num_replicas is None else int(num_replicas)
         rank = this_rank if rank is None else int(rank)
         if n_draws is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib
 
 from cancergpt_scvi.benchmark import benchmark_integration
-from cancergpt_scvi.data import simulate_malignant_atlas
+from cancergpt_scvi.datasets import simulate_malignant_atlas
 from cancergpt_scvi.model import CancerGPTModel
 from cancergpt_scvi.plotting import plot_training_history, plot_umaps
 

@@ -42,7 +42,7 @@ import pandas as pd
 from scipy import sparse
 
 if TYPE_CHECKING:
-    from ._cancergpt import CancerGPTModel
+    from cancergpt_scvi.model import CancerGPTModel
 
 BulkKind = Literal["counts", "tpm", "microarray"]
 GeneChoice = Literal["hvg", "top_expressed"]

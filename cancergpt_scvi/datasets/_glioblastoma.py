@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ._simulate import (
+from ._malignant_atlas import (
     TECHNOLOGIES,
     assemble_cells,
     copy_number_profile,
@@ -51,7 +51,7 @@ def simulate_glioblastoma(
     carries its own copy-number blocks (plus, in most tumours, the hallmark chromosome 7
     gain and chromosome 10 loss). Genes, baseline expression, the ``"Brain"`` tissue program,
     the ``"mesenchymal"`` program (MES-like) and the technology biases are those of
-    :func:`~cancergpt_scvi.data.simulate_malignant_atlas` with the same ``n_genes`` and
+    :func:`~cancergpt_scvi.datasets.simulate_malignant_atlas` with the same ``n_genes`` and
     ``biology_seed``, so a model pretrained on such an atlas embeds these cells zero-shot.
 
     Parameters

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cancergpt_scvi.data._simulate import PRETRAINING_TISSUE_COMPOSITION, simulate_malignant_atlas
+from ._malignant_atlas import PRETRAINING_TISSUE_COMPOSITION, simulate_malignant_atlas
 
 
 def write_simulated_corpus(

@@ -8,7 +8,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ._simulate import MALIGNANT_STATES, copy_number_profile, make_genetic_background, sample_counts
+from ._malignant_atlas import (
+    MALIGNANT_STATES,
+    copy_number_profile,
+    make_genetic_background,
+    sample_counts,
+)
 
 #: Stromal cell types mixed into each bulk tumour sample (drawn as extra gene programs).
 STROMA_TYPES: tuple[str, ...] = ("Stroma-fibroblast", "Stroma-immune")
@@ -48,7 +53,7 @@ def simulate_survival_cohort(
     """Simulate bulk tumour RNA-seq of a patient cohort with survival driven by malignant states.
 
     Each patient's tumour is a set of simulated malignant cells (as in
-    :func:`~cancergpt_scvi.data.simulate_malignant_atlas`: baseline, the tissue program,
+    :func:`~cancergpt_scvi.datasets.simulate_malignant_atlas`: baseline, the tissue program,
     malignant-state programs in patient-specific proportions, the patient's copy-number
     profile and offset, cell-level noise) plus stroma (fibroblast and immune programs)
     at a patient-specific purity. The bulk profile is the sum of the cells' expression

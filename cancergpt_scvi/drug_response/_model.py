@@ -19,7 +19,7 @@ from scvi.data.fields import LayerField, ObsmField
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
-from cancergpt_scvi.data._drug_response_data import (
+from ._data import (
     DrugResponseDataSplitter,
     DrugResponsePairs,
     _examples,
@@ -27,8 +27,8 @@ from cancergpt_scvi.data._drug_response_data import (
     response_pairs,
     validate_smiles,
 )
-from cancergpt_scvi.data._molecules import DrugFeaturizer
-from cancergpt_scvi.module._drug_response import DrugResponseModule
+from ._module import DrugResponseModule
+from ._molecules import DrugFeaturizer
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class DrugResponseModel(BaseModelClass):
         ``"graph"`` (message passing over the molecular graph) or ``"fingerprint"`` (Morgan
         fingerprint MLP, the simple alternative).
     n_hidden, n_latent, n_layers, n_graph_layers, n_fingerprint_bits, dropout
-        Architecture; see :class:`~cancergpt_scvi.module.DrugResponseModule`.
+        Architecture; see :class:`~cancergpt_scvi.drug_response.DrugResponseModule`.
 
     Examples
     --------

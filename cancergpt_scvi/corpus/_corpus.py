@@ -16,7 +16,7 @@ import pandas as pd
 from anndata.io import read_elem
 from scipy import sparse
 
-from cancergpt_scvi.data._vocab import GeneVocab
+from cancergpt_scvi.data import GeneVocab
 
 logger = logging.getLogger(__name__)
 

@@ -12,11 +12,10 @@ from scvi.dataloaders import BatchDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from cancergpt_scvi._constants import TECHNOLOGY_KEY, TISSUE_KEY, X_KEY
-from cancergpt_scvi.data._corpus import Corpus
-from cancergpt_scvi.data._oversampling import oversampling_weights
+from cancergpt_scvi.data import oversampling_weights
+from cancergpt_scvi.train import DistributedOversampler, ResumableDataLoader, distributed_world
 
-from ._distributed_sampler import DistributedOversampler, _world
-from ._resumable_loader import ResumableDataLoader
+from ._corpus import Corpus
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def registered_codes(
 
 
 class CorpusDataModule(LightningDataModule):
-    """Train a model from an out-of-core :class:`~cancergpt_scvi.data.Corpus`.
+    """Train a model from an out-of-core :class:`~cancergpt_scvi.corpus.Corpus`.
 
     Pass it as ``model.train(datamodule=...)``. The training loader draws an oversampled
     epoch (tissue- and technology-aware weights from ``obs`` alone,
@@ -231,7 +230,7 @@ class CorpusDataModule(LightningDataModule):
         if len(self.validation_indices) == 0:
             return []
         dataset = CorpusDataset(self.corpus, self.validation_indices, self.codes)
-        num_replicas, rank = _world()
+        num_replicas, rank = distributed_world()
         sampler = BatchDistributedSampler(
             dataset,
             batch_size=self.batch_size,

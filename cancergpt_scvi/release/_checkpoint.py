@@ -21,9 +21,7 @@ import anndata as ad
 import numpy as np
 import torch
 
-from cancergpt_scvi.data._binning import BinningMode
-from cancergpt_scvi.data._hvg import cell_ranger_hvg
-from cancergpt_scvi.data._vocab import GeneVocab
+from cancergpt_scvi.data import BinningMode, GeneVocab, cell_ranger_hvg
 
 if TYPE_CHECKING:
     from cancergpt_scvi.model._cancergpt import CancerGPTModel

@@ -11,9 +11,9 @@ from scipy import sparse
 from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold
 
-from ._bulk_embedding import BulkKind, bulk_log_expression
-from ._survival import SurvivalModel
-from ._survival_evaluation import (
+from cancergpt_scvi.bulk import BulkKind, bulk_log_expression
+from cancergpt_scvi.survival import (
+    SurvivalModel,
     concordance_harrell,
     concordance_uno,
     logrank_pvalue,
@@ -63,7 +63,7 @@ def compare_survival_features(
     """Cross-validated C-index of penalised Cox models on several feature sets.
 
     Every feature set is scored on the same stratified folds with a linear
-    :class:`~cancergpt_scvi.model.SurvivalModel`:
+    :class:`~cancergpt_scvi.survival.SurvivalModel`:
 
     * each embedding in ``embeddings`` (e.g. CancerGPT embeddings of the bulk samples),
       alone and, when covariates are given, together with them;

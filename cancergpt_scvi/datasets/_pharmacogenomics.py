@@ -11,8 +11,9 @@ import pandas as pd
 from rdkit import Chem, rdBase
 from rdkit.Chem import Descriptors
 
-from ._molecules import parse_smiles
-from ._simulate import (
+from cancergpt_scvi.drug_response import parse_smiles
+
+from ._malignant_atlas import (
     MALIGNANT_STATES,
     PRETRAINING_TISSUE_COMPOSITION,
     copy_number_profile,
@@ -220,7 +221,7 @@ def simulate_drug_response(
     """Simulate a pharmacogenomic screen (GDSC-like) with known cell-specific signal.
 
     Cell lines are bulk expression profiles from the same gene programs as
-    :func:`~cancergpt_scvi.data.simulate_malignant_atlas` (same ``n_genes`` and
+    :func:`~cancergpt_scvi.datasets.simulate_malignant_atlas` (same ``n_genes`` and
     ``biology_seed`` give the same genes and programs, so a model pretrained on a simulated
     atlas can embed these cell lines): a tissue program, a mixture of malignant-state
     programs, a copy-number profile and a cell-line offset, sampled as deep bulk counts.
@@ -255,7 +256,7 @@ def simulate_drug_response(
     seed
         Seed of the sampling (cell lines, drug parameters, noise).
     biology_seed
-        Seed of the gene programs (see :func:`~cancergpt_scvi.data.simulate_malignant_atlas`).
+        Seed of the gene programs (see :func:`~cancergpt_scvi.datasets.simulate_malignant_atlas`).
     """
     if n_cell_lines < 2:
         raise ValueError(f"n_cell_lines must be at least 2, got {n_cell_lines}.")

@@ -28,14 +28,14 @@ from scvi.train import TrainingPlan, TrainRunner
 from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
-from ..module._survival import SURVIVAL_REGISTRY_KEYS, CoxPHModule, Ties
-from ._survival_evaluation import (
+from ._metrics import (
     RiskGroupMethod,
     concordance_harrell,
     concordance_uno,
     plot_kaplan_meier,
     risk_groups,
 )
+from ._module import SURVIVAL_REGISTRY_KEYS, CoxPHModule, Ties
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -172,7 +172,7 @@ class SurvivalModel(BaseModelClass):
     """Cox proportional-hazards model of patient survival on sample features.
 
     The features are a sample embedding (e.g. CancerGPT embeddings of bulk tumour RNA from
-    :func:`~cancergpt_scvi.model.embed_bulk`, in ``adata.obsm``) or expression values, plus
+    :func:`~cancergpt_scvi.bulk.embed_bulk`, in ``adata.obsm``) or expression values, plus
     optional clinical covariates. The head is linear (a penalised Cox model) or a small MLP,
     fitted on the Cox partial likelihood (Efron or Breslow ties) with an elastic-net penalty.
     The partial likelihood of an event needs its whole risk set, so training is full-batch

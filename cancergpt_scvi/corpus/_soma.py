@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from cancergpt_scvi.data._corpus import Corpus, categorical_union, gene_space
-from cancergpt_scvi.data._vocab import GeneVocab
+from cancergpt_scvi.data import GeneVocab
+
+from ._corpus import Corpus, categorical_union, gene_space
 
 
 class SomaCorpus(Corpus):

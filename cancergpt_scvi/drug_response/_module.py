@@ -9,8 +9,8 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from scvi.nn import FCLayers
 from torch import nn
 
-from cancergpt_scvi.data._molecules import N_ATOM_FEATURES, N_BOND_FEATURES
-from cancergpt_scvi.nn._drug_encoders import FingerprintEncoder, MolecularGraphEncoder
+from ._encoders import FingerprintEncoder, MolecularGraphEncoder
+from ._molecules import N_ATOM_FEATURES, N_BOND_FEATURES
 
 #: Minibatch keys of a drug's structure, by representation.
 DRUG_INPUT_KEYS: dict[str, tuple[str, ...]] = {

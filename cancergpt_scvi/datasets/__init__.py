@@ -1,0 +1,30 @@
+"""Example data: simulated malignant atlases, tumours, cohorts and screens."""
+
+from ._corpus import write_simulated_corpus
+from ._glioblastoma import GLIOBLASTOMA_STATES, simulate_glioblastoma
+from ._malignant_atlas import (
+    MALIGNANT_STATES,
+    PRETRAINING_TISSUE_COMPOSITION,
+    simulate_malignant_atlas,
+)
+from ._pharmacogenomics import (
+    EXAMPLE_DRUG_SMILES,
+    SimulatedDrugResponse,
+    example_drug_library,
+    simulate_drug_response,
+)
+from ._survival_cohort import simulate_survival_cohort
+
+__all__ = [
+    "EXAMPLE_DRUG_SMILES",
+    "GLIOBLASTOMA_STATES",
+    "MALIGNANT_STATES",
+    "PRETRAINING_TISSUE_COMPOSITION",
+    "SimulatedDrugResponse",
+    "example_drug_library",
+    "simulate_drug_response",
+    "simulate_glioblastoma",
+    "simulate_malignant_atlas",
+    "simulate_survival_cohort",
+    "write_simulated_corpus",
+]
