@@ -2,6 +2,7 @@
 input checks and oversampling weights."""
 
 from ._binning import BinningMode, bin_expression
+from ._gene_symbols import gene_symbols
 from ._hvg import cell_ranger_hvg
 from ._oversampling import oversampling_weights
 from ._tokenize import GeneSelection, TokenBatch, tokenize
@@ -17,6 +18,7 @@ __all__ = [
     "cell_ranger_hvg",
     "check_categorical_obs",
     "check_expression",
+    "gene_symbols",
     "oversampling_weights",
     "tokenize",
 ]

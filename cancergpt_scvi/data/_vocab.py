@@ -11,6 +11,8 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
+from ._gene_symbols import gene_symbols
+
 logger = logging.getLogger(__name__)
 
 CLS_TOKEN = "<cls>"
@@ -148,15 +150,7 @@ class GeneVocab:
         -------
         Token id per gene of ``adata`` (``-1`` where the gene is not in the vocabulary).
         """
-        if gene_symbols_key is None:
-            symbols = adata.var_names.astype(str)
-        else:
-            if gene_symbols_key not in adata.var.columns:
-                raise KeyError(
-                    f"gene_symbols_key={gene_symbols_key!r} is not a column of adata.var; "
-                    f"columns are {list(adata.var.columns)}."
-                )
-            symbols = adata.var[gene_symbols_key].astype(str)
+        symbols = gene_symbols(adata, gene_symbols_key)
         ids = self.lookup(symbols)
         n_found = int((ids >= 0).sum())
         n_total = len(ids)
