@@ -8,21 +8,15 @@ discriminator's own training accuracy in the last epoch, and tissue and malignan
 accuracy (5-fold: higher = biology kept). Writes the table as CSV and a figure if ``--out``.
 ``--covariates`` chooses the adversarial covariates (default: batch and technology);
 ``--mvc-start`` / ``--mvc-ramp`` the MVC warm-up (``0 0``: MVC from the first step);
-``--adversarial-input`` which embedding the discriminators judge (``training``: the masked
-training pass, the default; ``embedding``: the one ``get_latent_representation`` returns);
 ``--decoders plain`` leaves the expression decoders without the cells' domains (the default,
-``conditioned``, tells them, see ``condition_decoders``); ``--discriminator-memory N`` lets
-the discriminators learn from the last N training cells at every step and ``--fisher-scale S``
-adds the closed-form linear adversary (module ``discriminator_memory`` / ``fisher_scale``,
-``--fisher-ridge`` its ridge); ``--embedding-offsets technology`` gives each technology a
-learned offset in the embedding and ``--adversary-trains offsets`` lets the adversaries train
-those offsets only, leaving the encoder to the expression objectives.
+``conditioned``, tells them, see ``condition_decoders``). The options ``--adversarial-input``,
+``--discriminator-memory``, ``--fisher-scale``, ``--fisher-ridge``, ``--embedding-offsets`` and
+``--adversary-trains`` of the measurements on the pretraining docs page were removed with the
+module options they set; run this script at the commit the docs name to repeat them.
 
     python benchmarks/adversarial_ablation.py [--n-cells 1500] [--max-epochs 120]
         [--covariates technology] [--mvc-start 0.25 --mvc-ramp 0.25]
-        [--adversarial-input embedding] [--decoders plain]
-        [--discriminator-memory 2048] [--fisher-scale 1000] [--fisher-ridge 1]
-        [--embedding-offsets technology] [--adversary-trains offsets] [--out DIR]
+        [--decoders plain] [--out DIR]
 """
 
 from __future__ import annotations
@@ -47,16 +41,6 @@ from sklearn.preprocessing import StandardScaler
 
 from cancergpt_scvi import CancerGPTModel
 from cancergpt_scvi.datasets import simulate_malignant_atlas
-
-# options of CancerGPTModule passed on as they are (see its parameters)
-MODULE_OPTIONS: dict[str, dict] = {
-    "adversarial_input": {"choices": ["embedding", "training"], "default": "training"},
-    "discriminator_memory": {"type": int, "default": 0},
-    "fisher_scale": {"type": float, "default": 0.0},
-    "fisher_ridge": {"type": float, "default": 1e-5},
-    "embedding_offsets": {"nargs": "*", "choices": ["technology"], "default": []},
-    "adversary_trains": {"choices": ["encoder", "offsets"], "default": "encoder"},
-}
 
 
 def score_embedding(z: np.ndarray, obs: pd.DataFrame, seed: int = 0) -> dict[str, float]:
@@ -118,8 +102,6 @@ def main() -> None:
         default="conditioned",
         help="whether the expression decoders are told each cell's domains",
     )
-    for name, spec in MODULE_OPTIONS.items():
-        parser.add_argument("--" + name.replace("_", "-"), help=f"module {name}", **spec)
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
@@ -141,7 +123,6 @@ def main() -> None:
             data,
             preset=args.preset,
             condition_decoders=args.decoders == "conditioned",
-            **{name: getattr(args, name) for name in MODULE_OPTIONS},
         )
         start = time.perf_counter()
         model.train(
@@ -170,10 +151,7 @@ def main() -> None:
         f"cells={adata.n_obs} genes={adata.n_vars} epochs={args.max_epochs} "
         f"preset={args.preset} adversarial covariates={'+'.join(args.covariates)} "
         f"MVC start/ramp={args.mvc_start}/{args.mvc_ramp} "
-        f"discriminators on the {args.adversarial_input} pass, {args.decoders} decoders, "
-        f"memory {args.discriminator_memory}, Fisher scale {args.fisher_scale:g} "
-        f"(ridge {args.fisher_ridge:g}), offsets of {args.embedding_offsets or 'none'}, "
-        f"adversaries train the {args.adversary_trains}; "
+        f"{args.decoders} decoders; "
         f"majority technology share={majority:.3f}"
     )
     print(table.to_string())
@@ -185,20 +163,8 @@ def main() -> None:
         warm_up = (parser.get_default("mvc_start"), parser.get_default("mvc_ramp"))
         if (args.mvc_start, args.mvc_ramp) != warm_up:
             stem += f"_mvc{args.mvc_start:g}-{args.mvc_ramp:g}"
-        if args.adversarial_input != parser.get_default("adversarial_input"):
-            stem += f"_{args.adversarial_input}_pass"
         if args.decoders != parser.get_default("decoders"):
             stem += f"_{args.decoders}_decoders"
-        if args.discriminator_memory:
-            stem += f"_memory{args.discriminator_memory}"
-        if args.fisher_scale:
-            stem += f"_fisher{args.fisher_scale:g}"
-        if args.fisher_ridge != parser.get_default("fisher_ridge"):
-            stem += f"_ridge{args.fisher_ridge:g}"
-        if args.embedding_offsets:
-            stem += "_offsets-" + "-".join(args.embedding_offsets)
-        if args.adversary_trains != parser.get_default("adversary_trains"):
-            stem += f"_trains-{args.adversary_trains}"
         table.to_csv(args.out / f"{stem}.csv")
         plot_ablation(table, args.out / f"{stem}.png")
 

@@ -39,7 +39,7 @@ import torch
 from scipy import sparse
 
 from cancergpt_scvi import CancerGPTModel
-from cancergpt_scvi.release._checkpoint import encoder_shapes
+from cancergpt_scvi.release import release_encoder
 
 RELEASE_ARGS = {
     "n_bins": 51,
@@ -96,7 +96,8 @@ def write_release_folder(folder: Path, seed: int = 0) -> Path:
     vocab.update({f"G{i}": i for i in range(3, RELEASE_VOCAB_SIZE)})
     a = RELEASE_ARGS
     state = {}
-    for key, shape in encoder_shapes(len(vocab), a["embsize"], a["d_hid"], a["nlayers"]).items():
+    for key, meta in release_encoder(a, len(vocab)).state_dict().items():
+        shape = meta.shape
         if key.endswith("bias"):
             state[key] = 0.02 * torch.randn(shape, generator=gen)
         elif "norm" in key:

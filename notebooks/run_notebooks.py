@@ -14,10 +14,13 @@ import nbformat
 from nbclient import NotebookClient
 
 
-def main(folder: Path) -> int:
+def main(target: Path) -> int:
+    """Run the notebooks of a folder, or one notebook file; 1 if any fails."""
     os.environ.setdefault("MPLBACKEND", "Agg")
+    paths = [target] if target.is_file() else sorted(target.glob("*.ipynb"))
+    folder = target.parent if target.is_file() else target
     failures = []
-    for path in sorted(folder.glob("*.ipynb")):
+    for path in paths:
         notebook = nbformat.read(path, as_version=4)
         start = time.perf_counter()
         try:
@@ -31,7 +34,7 @@ def main(folder: Path) -> int:
         except Exception as err:  # report every notebook, then fail
             failures.append(path.name)
             print(f"FAIL  {path.name}: {err}", flush=True)
-    print(f"{len(failures)} failed of {len(list(folder.glob('*.ipynb')))} notebooks")
+    print(f"{len(failures)} failed of {len(paths)} notebooks")
     return 1 if failures else 0
 
 

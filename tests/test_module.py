@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from cancergpt_scvi.module import CancerGPTModule
-from cancergpt_scvi.module._cancergpt import fisher_separation
 from cancergpt_scvi.nn import DomainDiscriminator, TransformerEncoder, grad_reverse
 from tests.conftest import TINY
 
@@ -25,22 +24,59 @@ def test_encoder_reversal_pushes_against_the_discriminator():
     x = torch.poisson(torch.rand(16, 50) * 3)
     tensors = {"X": x, "batch": torch.randint(0, 3, (16, 1)).float()}
 
-    def encoder_grad(weight: float) -> torch.Tensor:
+    def gradients(weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         module.zero_grad()
-        module.grl.weight = weight
         torch.manual_seed(1)  # same masks both times
-        inference = module.inference(x)
-        z = inference["z"]
-        logits = module.domain_discriminators["batch"](module.grl(z))
-        torch.nn.functional.cross_entropy(logits, tensors["batch"].long().view(-1)).backward()
-        return module.value_encoder.linear2.weight.grad.clone(), (
-            module.domain_discriminators["batch"].net[0].weight.grad.clone()
+        z = module.inference(x)["z"]
+        loss, _ = module.adversary(z, {"batch": tensors["batch"]}, weight=weight)
+        loss.backward()
+        return (
+            loss.detach(),
+            module.value_encoder.linear2.weight.grad.clone(),
+            module.adversary.discriminators["batch"].net[0].weight.grad.clone(),
         )
 
-    enc_pos, disc_pos = encoder_grad(1.0)
-    enc_neg, disc_neg = encoder_grad(-1.0)
-    torch.testing.assert_close(enc_pos, -enc_neg)  # encoder gradient is reversed ...
+    loss_pos, enc_pos, disc_pos = gradients(1.0)
+    loss_neg, enc_neg, disc_neg = gradients(-1.0)
+    torch.testing.assert_close(loss_pos, loss_neg)  # the weight changes no loss value ...
+    torch.testing.assert_close(enc_pos, -enc_neg)  # ... the encoder gradient is reversed ...
     torch.testing.assert_close(disc_pos, disc_neg)  # ... the discriminator's is not
+
+
+def test_loss_takes_the_reversal_weight_and_writes_no_state():
+    torch.manual_seed(0)
+    module = CancerGPTModule(
+        torch.arange(3, 43), 43, n_domains={"technology": 2}, **{**TINY, "dropout": 0.0}
+    ).train()
+    x = torch.poisson(torch.rand(12, 40) * 3)
+    tensors = {"X": x, "technology": torch.randint(0, 2, (12, 1)).float()}
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+
+    def encoder_grad(weight: float) -> torch.Tensor:
+        module.zero_grad()
+        torch.manual_seed(1)
+        inference, generative, losses = module.forward(
+            tensors, loss_kwargs={"adversarial_weight": weight, "mvc_weight": 0.0}
+        )
+        # the reconstruction part alone, to isolate the adversary's gradient below
+        recon = losses.reconstruction_loss["reconstruction_loss"].mean()
+        losses.loss.backward()
+        grad = module.value_encoder.linear2.weight.grad.clone()
+        module.zero_grad()
+        torch.manual_seed(1)
+        _, _, again = module.forward(tensors, loss_kwargs={"mvc_weight": 0.0})
+        again.reconstruction_loss["reconstruction_loss"].mean().backward()
+        torch.testing.assert_close(recon, again.reconstruction_loss["reconstruction_loss"].mean())
+        return grad - module.value_encoder.linear2.weight.grad
+
+    push = encoder_grad(2.0)
+    assert push.abs().sum() > 0
+    torch.testing.assert_close(encoder_grad(-2.0), -push)
+    torch.testing.assert_close(encoder_grad(0.0), torch.zeros_like(push))
+    after = module.state_dict()
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        torch.testing.assert_close(after[key], value, msg=key)  # no step taken, nothing cached
 
 
 def test_transformer_matches_torch_encoder_layer():
@@ -129,54 +165,9 @@ def test_module_conditions_its_discriminators_on_tissue_when_registered():
     conditioned = CancerGPTModule(ids, 53, n_conditions=5, **kwargs)
     plain = CancerGPTModule(ids, 53, n_conditions=1, **kwargs)
     for key in ("batch", "technology"):
-        first = conditioned.domain_discriminators[key].net[0]
+        first = conditioned.adversary.discriminators[key].net[0]
         assert first.in_features == TINY["embed_dim"] + 5
-        assert plain.domain_discriminators[key].net[0].in_features == TINY["embed_dim"]
-
-
-def test_discriminators_judge_the_embedding_users_get():
-    torch.manual_seed(0)
-    module = CancerGPTModule(
-        torch.arange(3, 53),
-        53,
-        n_domains={"technology": 2},
-        adversarial_input="embedding",
-        **{**TINY, "dropout": 0.0},
-    )
-    x = torch.poisson(torch.rand(12, 50) * 3)
-    tensors = {"X": x, "technology": torch.randint(0, 2, (12, 1)).float()}
-    module.train()
-    inference = module.inference(x)
-    # the embedding returned at inference, with gradients for the reversal
-    assert inference["z_domain"].requires_grad
-    module.eval()
-    torch.testing.assert_close(inference["z_domain"].detach(), module.embed(x))
-    # the masked training pass is a different input: its <cls> output is another vector
-    assert not torch.allclose(inference["z"].detach(), module.embed(x), atol=1e-4)
-
-    # the adversarial loss reaches the encoder through that embedding, not the masked pass
-    module.train()
-    out = module.loss(
-        tensors, inference, {"expr_pred": torch.zeros_like(inference["tokens"].values)}
-    )
-    grad_z, grad_domain = torch.autograd.grad(
-        out.loss, [inference["z"], inference["z_domain"]], allow_unused=True
-    )
-    assert grad_z is None
-    assert grad_domain.abs().sum() > 0
-
-
-def test_training_pass_discriminators_need_no_second_pass():
-    module = CancerGPTModule(torch.arange(3, 43), 43, n_domains={"batch": 2}, **TINY)
-    assert module.adversarial_input == "training"  # the default
-    calls = []
-    module.encoder.register_forward_hook(lambda *_: calls.append(1))
-    inference = module.inference(torch.poisson(torch.rand(4, 40) * 3))
-    assert len(calls) == 1  # one encoder pass: the discriminators judge its <cls> output
-    torch.testing.assert_close(inference["cls_domain"], inference["token_out"][:, 0])
-    torch.testing.assert_close(inference["z_domain"], inference["z"])
-    with pytest.raises(ValueError, match="adversarial_input must be"):
-        CancerGPTModule(torch.arange(3, 43), 43, adversarial_input="clean", **TINY)
+        assert plain.adversary.discriminators[key].net[0].in_features == TINY["embed_dim"]
 
 
 def test_decoders_are_told_the_domain_and_the_embedding_is_not():
@@ -204,172 +195,3 @@ def test_decoders_are_told_the_domain_and_the_embedding_is_not():
         torch.arange(3, 43), 43, n_domains={"technology": 2}, condition_decoders=False, **TINY
     )
     assert len(plain.decoder_domains) == 0
-
-
-def test_fisher_separation_reads_technology_means_within_tissue():
-    torch.manual_seed(0)
-    n, dim = 400, 6
-    tissue = torch.randint(0, 2, (n,))
-    tech = torch.randint(0, 2, (n,))
-    z = torch.randn(n, dim)
-    z[:, 0] += 3.0 * tissue  # tissue differences are not the technology's
-    base = fisher_separation(z, tech, tissue, 2, 2)
-    shifted = z.clone()
-    shifted[:, 1] += 2.0 * tech  # a technology shift of 2 within-group s.d.
-    # shares 1/2 each side of the tissue mean at distance 1 s.d.: separation ~ 1
-    assert base < 0.1
-    assert 0.8 < fisher_separation(shifted, tech, tissue, 2, 2) < 1.2
-    # the same shift hidden in a direction of tiny spread is as visible
-    small = z.clone()
-    small[:, 2] = 0.01 * small[:, 2] + 0.02 * tech
-    assert 0.8 < fisher_separation(small, tech, tissue, 2, 2) < 1.2
-
-
-def _technology_module(**kwargs) -> CancerGPTModule:
-    """A tiny module with a technology discriminator, reversal weight 1, in training mode."""
-    torch.manual_seed(0)
-    module = CancerGPTModule(
-        torch.arange(3, 43), 43, n_domains={"technology": 2}, **{**TINY, "dropout": 0.0}, **kwargs
-    )
-    module.grl.weight = 1.0
-    return module.train()
-
-
-def test_discriminators_learn_from_remembered_cells():
-    module = _technology_module(discriminator_memory=20)
-    assert "memory_z" not in module.state_dict()  # a cache of training, not saved
-    tensors = {"X": torch.poisson(torch.rand(8, 40) * 3), "technology": torch.ones(8, 1)}
-    tensors["technology"][:4] = 0
-    module(tensors)
-    assert int(module.memory_count) == 8
-    remembered = module.memory_z[:8].clone()
-    assert not remembered.requires_grad
-    _, _, second = module(tensors)
-    assert int(module.memory_count) == 16
-    # the loss holds the remembered cells' cross-entropy (~log 2) next to the minibatch's
-    rest = second.loss - second.extra_metrics["adv_loss_technology"]
-    assert (rest - second.reconstruction_loss_sum / 8).abs() > 0.3
-    module(tensors)  # wraps around the ring of 20
-    assert int(module.memory_count) == 24
-    torch.testing.assert_close(module.memory_z[4:8], remembered[4:8])
-    assert not torch.allclose(module.memory_z[:4], remembered[:4])
-    with pytest.raises(ValueError, match="discriminator_memory"):
-        CancerGPTModule(torch.arange(3, 43), 43, discriminator_memory=-1, **TINY)
-    with pytest.raises(ValueError, match="needs a discriminator_memory of at least 4 x"):
-        CancerGPTModule(
-            torch.arange(3, 43), 43, n_domains={"technology": 2}, fisher_scale=1.0, **TINY
-        )
-
-
-def test_fisher_adversary_waits_for_a_full_memory_and_pulls_technologies_together():
-    # a Fisher scale far above the discriminator's reversed gradient
-    module = _technology_module(discriminator_memory=256, fisher_scale=100.0)
-    tech = torch.arange(64).remainder(2).float().view(-1, 1)
-    x = torch.poisson(torch.rand(64, 40) * 3) + 5 * tech  # technology 1 has more counts
-    tensors = {"X": x, "technology": tech}
-    _, _, first = module(tensors)
-    assert "fisher_separation_technology" not in first.extra_metrics  # 64 cells, 32 dims
-    module(tensors)
-    inference, _, third = module(tensors)
-    assert third.extra_metrics["fisher_separation_technology"] > 0
-    # the encoder is pulled along the separation (no reversal of this term)
-    z = inference["z_domain"]
-    grad = torch.autograd.grad(third.loss, z)[0]
-    step = z - 1e-3 * grad / grad.norm()
-    # the pool of that step: the minibatch and the two remembered before it (the memory
-    # keeps <cls> outputs, normalised when read)
-    remembered = torch.nn.functional.normalize(module.memory_z[:128], dim=-1)
-    pool = torch.cat([step, remembered])
-    before = torch.cat([z, remembered])
-    labels = torch.cat([tech.view(-1), module.memory_labels[:128, 0]]).long()
-    assert fisher_separation(pool, labels, None, 2, 1) < fisher_separation(
-        before, labels, None, 2, 1
-    )
-
-
-def test_covariate_offsets_shift_the_embedding_and_learn_only_from_the_adversary():
-    module = _technology_module(embedding_offsets=["technology"])
-    x = torch.poisson(torch.rand(8, 40) * 3)
-    tech = torch.arange(8).remainder(2).float().view(-1, 1)
-    module.eval()
-    # zero-initialised: the same embedding whatever the label
-    zero, one = (module.embed(x, domains={"technology": torch.full((8,), t)}) for t in (0, 1))
-    torch.testing.assert_close(zero, one)
-    with pytest.raises(ValueError, match="pass each cell's category codes"):
-        module.embed(x)
-    module.train()
-    offsets = module.embedding_offsets["technology"].weight
-    for weight, moved in ((0.0, False), (1.0, True)):
-        module.zero_grad()
-        module.grl.weight = weight
-        _, _, out = module({"X": x, "technology": tech})
-        out.loss.backward()
-        # the decoders read the <cls> output without the offset: only the reversed
-        # discriminator gradient reaches it
-        assert (offsets.grad is not None and offsets.grad.abs().sum() > 0) == moved
-    with torch.no_grad():
-        torch.nn.init.normal_(offsets)
-    module.eval()
-    zero, one = (module.embed(x, domains={"technology": torch.full((8,), t)}) for t in (0, 1))
-    assert (zero - one).abs().max() > 1e-2
-    for name in ("tissue", "batch"):
-        with pytest.raises(ValueError, match="only 'technology' can have offsets"):
-            _technology_module(embedding_offsets=[name])
-
-
-def test_adversaries_that_train_only_the_offsets_leave_the_encoder_alone():
-    module = _technology_module(
-        embedding_offsets=["technology"],
-        adversary_trains="offsets",
-        discriminator_memory=256,
-        fisher_scale=100.0,
-        fisher_ridge=1.0,
-    )
-    tech = torch.arange(64).remainder(2).float().view(-1, 1)
-    x = torch.poisson(torch.rand(64, 40) * 3) + 5 * tech
-    tensors = {"X": x, "technology": tech}
-    offsets = module.embedding_offsets["technology"].weight
-
-    def grads(weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradients of the encoder and the offsets with the memory in a fixed state."""
-        count = module.memory_count.clone()
-        module.zero_grad()
-        module.grl.weight = weight
-        torch.manual_seed(1)  # the same masking and gene draws for both weights
-        _, _, out = module(tensors)
-        out.loss.backward()
-        module.memory_count.copy_(count)  # forget this minibatch again
-        encoder = torch.cat([p.grad.flatten() for p in module.encoder.parameters()])
-        return encoder, offsets.grad.clone() if offsets.grad is not None else torch.zeros(1)
-
-    for _ in range(4):  # fill the memory: 256 cells, 4 x embed_dim
-        module(tensors)
-    # the memory keeps encoder outputs, before any offset
-    torch.testing.assert_close(
-        module.memory_z[:64].norm(dim=1),
-        torch.full((64,), float(module.embed_dim) ** 0.5),
-        rtol=0.05,
-        atol=0.0,
-    )
-    with torch.no_grad():
-        offsets[1] = torch.randn(module.embed_dim)  # technology 1 shifted away
-    plain_encoder, no_push = grads(0.0)
-    pushed_encoder, push = grads(1.0)
-    assert no_push.abs().sum() == 0 and push.abs().sum() > 0
-    # the expression objectives alone train the encoder, whatever the adversaries' weight
-    torch.testing.assert_close(pushed_encoder, plain_encoder)
-    # the separation of the remembered cells, with today's offsets, falls along it
-    labels = module.memory_labels[:, 0]
-
-    def separation() -> torch.Tensor:
-        z = module._readout(module.memory_z, {"technology": labels})
-        return fisher_separation(z, labels, None, 2, 1, ridge=1.0)
-
-    before = separation()
-    with torch.no_grad():
-        offsets -= 0.1 * push / push.norm()
-    assert separation() < before
-    with pytest.raises(ValueError, match="needs embedding_offsets"):
-        _technology_module(adversary_trains="offsets")
-    with pytest.raises(ValueError, match="'encoder' or 'offsets'"):
-        _technology_module(embedding_offsets=["technology"], adversary_trains="both")

@@ -402,7 +402,7 @@ def test_the_real_release_vocabulary_reads(tmp_path):
     vocab = json.loads(vocab_path.read_text())
     assert len(vocab) == 28_725 and vocab["<cls>"] == 0 and vocab["<pad>"] == 1
     from cancergpt_scvi.release import read_release_checkpoint
-    from cancergpt_scvi.release._checkpoint import encoder_shapes
+    from cancergpt_scvi.release import release_encoder
 
     # a release-layout folder with the real vocabulary and a small encoder reads and checks
     folder = tmp_path / "assets"
@@ -410,7 +410,7 @@ def test_the_real_release_vocabulary_reads(tmp_path):
     (folder / "vocab.json").write_text(vocab_path.read_text())
     args = {**ARGS, "embsize": 8, "nheads": 2, "d_hid": 16, "nlayers": 1}
     (folder / "args.json").write_text(json.dumps(args))
-    shapes = encoder_shapes(len(vocab), 8, 16, 1)
+    shapes = {k: v.shape for k, v in release_encoder(args, len(vocab)).state_dict().items()}
     torch.save({k: torch.zeros(s) for k, s in shapes.items()}, folder / "model.pth")
     checkpoint = read_release_checkpoint(folder)
     assert checkpoint.encoder_state["gene_encoder.embedding.weight"].shape == (28_725, 8)

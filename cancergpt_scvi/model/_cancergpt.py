@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
+from os import PathLike
 from pathlib import Path
 from typing import Literal
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import torch
 from lightning.pytorch import LightningDataModule
 from scipy import sparse
@@ -21,20 +21,25 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp, track
 
 from cancergpt_scvi._constants import BATCH_KEY, DOMAIN_KEYS, TECHNOLOGY_KEY, TISSUE_KEY, X_KEY
-from cancergpt_scvi.data import BinningMode, GeneVocab, check_categorical_obs, check_expression
+from cancergpt_scvi.data import (
+    BinningMode,
+    GeneVocab,
+    cell_ranger_hvg,
+    check_categorical_obs,
+    check_expression,
+    gene_symbols,
+)
 from cancergpt_scvi.module import CancerGPTModule
-from cancergpt_scvi.release import PretrainedMixin
+from cancergpt_scvi.release import (
+    ReleaseCheckpointError,
+    encoder_modules,
+    read_release_checkpoint,
+)
 from cancergpt_scvi.train import CancerGPTTrainingPlan, OversamplingDataSplitter
 
 from ._presets import PRESETS
 
 logger = logging.getLogger(__name__)
-
-_CATEGORICAL_SETUP_ARGS = {
-    "batch_key": BATCH_KEY,
-    "technology_key": TECHNOLOGY_KEY,
-    "tissue_key": TISSUE_KEY,
-}
 
 #: Arithmetic of embedding: float32, or bfloat16 autocast (CPU and GPU).
 Precision = Literal["fp32", "bf16"]
@@ -48,7 +53,7 @@ def _cpu_has_bf16() -> bool:
         return False
 
 
-class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
     """CancerGPT: a transformer foundation model of malignant cells.
 
     Each cell becomes a ``<cls>`` token followed by gene tokens whose values are the cell's
@@ -74,10 +79,7 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
     **module_kwargs
         Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
         arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``,
-        ``adversarial_input``, ``condition_decoders``, ``discriminator_memory``,
-        ``fisher_scale``, ``fisher_ridge``, ``embedding_offsets``, ``adversary_trains``...).
-        With ``embedding_offsets=["technology"]`` the embedding of data other than the
-        registered AnnData needs its technology column (the registered ``technology_key``).
+        ``condition_decoders``...).
 
     Examples
     --------
@@ -110,7 +112,7 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         if adata is None and vocab is None:
             raise ValueError("A model built without adata (from a registry) needs its vocab.")
         if adata is not None:
-            symbols = list(self._gene_symbols(adata))
+            symbols = list(gene_symbols(adata, self.registry_["setup_args"]["gene_symbols_key"]))
         else:  # loading without data: input genes and their ids come back with the saved state
             symbols = [str(g) for g in self.get_var_names()]
         if vocab is None:
@@ -155,7 +157,7 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
             f"CancerGPTModel ({preset}: embed_dim={config['embed_dim']}, "
             f"n_layers={config['n_layers']}, n_heads={config['n_heads']}), "
             f"{len(symbols)} input genes, adversarial covariates: "
-            f"{list(self.module.domain_discriminators) or 'none'}"
+            f"{self.module.adversary.covariates or 'none'}"
         )
         vocab = vocab.to_dict()  # stored as a plain mapping in init_params_
         self.init_params_ = self._get_init_params(locals())
@@ -216,14 +218,6 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
-
-    def _gene_symbols(self, adata: ad.AnnData) -> pd.Index:
-        key = self.registry_["setup_args"]["gene_symbols_key"]
-        if key is None:
-            return adata.var_names.astype(str)
-        if key not in adata.var.columns:
-            raise KeyError(f"adata.var has no column {key!r} (the model's gene_symbols_key).")
-        return pd.Index(adata.var[key].astype(str))
 
     # -- training ---------------------------------------------------------------------------
     def train(
@@ -339,13 +333,7 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         """
         setup = self.registry_["setup_args"]
         check_expression(adata, setup["layer"])
-        key = setup["gene_symbols_key"]
-        if key is not None and key not in adata.var.columns:
-            raise KeyError(
-                f"adata.var has no column {key!r}; the model was set up with "
-                f"gene_symbols_key={key!r}."
-            )
-        symbols = adata.var_names.astype(str) if key is None else adata.var[key].astype(str)
+        symbols = gene_symbols(adata, setup["gene_symbols_key"])
         position = {g: i for i, g in enumerate(self.input_genes_)}
         src = np.array([j for j, g in enumerate(symbols) if g in position], dtype=np.int64)
         dst = np.array([position[symbols[j]] for j in src], dtype=np.int64)
@@ -375,89 +363,36 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         )
         return src, dst, gene_ids
 
-    def _aligned_copy(
-        self,
-        adata: ad.AnnData,
-        genes: tuple[np.ndarray, np.ndarray, torch.Tensor] | None = None,
-    ) -> tuple[ad.AnnData, torch.Tensor]:
-        """An AnnData in the model's input gene space, for embedding foreign data.
+    def _foreign_batches(
+        self, adata: ad.AnnData, indices: Sequence[int] | None, chunk_size: int, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Minibatches ``(x, token ids)`` of another AnnData, in the model's input gene space.
 
-        Genes are matched by symbol through the vocabulary; model genes missing from ``adata``
-        become absent tokens (never zeros posing as measurements). ``obs`` carries the
-        labels of the covariates with embedding offsets (``embedding_offsets``) and
-        placeholders for the other registered fields, which embedding does not use. ``genes`` is
-        :meth:`_foreign_genes` of the full AnnData when ``adata`` is a chunk of it.
+        Genes are matched by symbol (:meth:`_foreign_genes`); model genes missing from
+        ``adata`` become absent tokens, never zeros posing as measurements. Rows are read
+        ``chunk_size`` at a time (slices where they are contiguous, so backed data is read
+        block by block) and come out in the order of ``indices``.
         """
-        setup = self.registry_["setup_args"]
-        layer = setup["layer"]
-        src, dst, gene_ids = self._foreign_genes(adata) if genes is None else genes
-        matrix = adata.X if layer is None else adata.layers[layer]
+        src, dst, gene_ids = self._foreign_genes(adata)
+        layer = self.registry_["setup_args"]["layer"]
         select = sparse.csr_matrix(
             (np.ones(len(src), dtype=np.float32), (src, dst)),
             shape=(adata.n_vars, len(self.input_genes_)),
         )
-        aligned_x = sparse.csr_matrix(matrix) @ select
-        obs = pd.DataFrame(index=adata.obs_names.copy())
-        offset_keys = {DOMAIN_KEYS[name] for name in self.module.embedding_offsets}
-        for argument, reg_key in _CATEGORICAL_SETUP_ARGS.items():
-            column = setup[argument]
-            if column is None:
-                continue
-            # from the saved registry, so this also works for a model loaded without data
-            field = self.registry_["field_registries"][reg_key]
-            categories = list(field["state_registry"]["categorical_mapping"])
-            if reg_key in offset_keys:
-                obs[column] = self._offset_labels(adata, column, categories)
-            else:  # not used by embedding: a placeholder
-                obs[column] = pd.Categorical(
-                    np.repeat(categories[0], adata.n_obs), categories=categories
-                )
-        aligned = ad.AnnData(X=aligned_x.astype(np.float32), obs=obs)
-        aligned.var_names = self.adata.var_names if self.adata is not None else self.input_genes_
-        if layer is not None:
-            aligned.layers[layer] = aligned.X
-        return aligned, gene_ids
-
-    def _embedding_sources(self, adata: ad.AnnData | None, indices, chunk_size: int):
-        """(registered AnnData, indices, token ids) to embed, foreign data in row chunks."""
-        if adata is None or adata is self.adata:
-            yield self._validate_anndata(adata), indices, None
-            return
-        genes = self._foreign_genes(adata)
-        rows = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
+        rows = np.arange(adata.n_obs) if indices is None else np.asarray(indices, dtype=np.int64)
         for start in range(0, len(rows), chunk_size):
             part = rows[start : start + chunk_size]
-            contiguous = len(part) and part[-1] - part[0] == len(part) - 1
-            # slices read backed (on-disk) data block by block
-            view = adata[int(part[0]) : int(part[-1]) + 1] if contiguous else adata[part]
-            aligned, gene_ids = self._aligned_copy(view, genes)
-            with warnings.catch_warnings():
-                # a small last chunk: its placeholder categories are unused by embedding
-                warnings.filterwarnings("ignore", message=".*has fewer than 3 cells")
-                aligned = self._validate_anndata(aligned)
-            yield aligned, None, gene_ids
-            # the aligned chunk is throw-away: drop its manager so the model does not keep it
-            manager = self.get_anndata_manager(aligned)
-            self._per_instance_manager_store[self.id].pop(manager.adata_uuid, None)
-
-    @staticmethod
-    def _offset_labels(adata: ad.AnnData, column: str, categories: list) -> pd.Categorical:
-        """A foreign AnnData's labels of a covariate whose offset the embedding adds."""
-        if column not in adata.obs.columns:
-            raise KeyError(
-                f"This model adds a learned offset per {column!r} to the embedding "
-                f"(embedding_offsets), but adata.obs has no column {column!r}: add each cell's "
-                f"{column} (one of {categories[:5]})."
-            )
-        values = np.asarray(adata.obs[column])
-        labels = pd.Categorical(values, categories=categories)
-        unknown = sorted({str(v) for v in values[labels.codes < 0]})
-        if unknown:
-            raise ValueError(
-                f"adata.obs[{column!r}] holds values the model was not trained on, e.g. "
-                f"{unknown[:3]}; its embedding offsets are learned for {categories[:5]} only."
-            )
-        return labels
+            if np.array_equal(part, np.arange(part[0], part[0] + len(part))):
+                view, order = adata[int(part[0]) : int(part[-1]) + 1], None
+            else:  # anndata reads rows in sorted order: read each once, then reorder
+                unique, order = np.unique(part, return_inverse=True)
+                view = adata[unique]
+            matrix = view.X if layer is None else view.layers[layer]
+            aligned = (sparse.csr_matrix(matrix) @ select).astype(np.float32)
+            if order is not None:
+                aligned = aligned[order]
+            for b in range(0, len(part), batch_size):
+                yield torch.from_numpy(aligned[b : b + batch_size].toarray()), gene_ids
 
     @torch.inference_mode()
     def get_latent_representation(
@@ -534,19 +469,21 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         )
 
         def batches():
-            for source, rows, gene_ids in self._embedding_sources(adata, indices, chunk_size):
-                loader = self._make_data_loader(
-                    adata=source, indices=rows, batch_size=batch_size, shuffle=False
-                )
-                for tensors in loader:
-                    domains = {
-                        key: tensors[DOMAIN_KEYS[key]] for key in self.module.embedding_offsets
-                    }
-                    yield tensors[X_KEY], gene_ids, domains
+            if foreign:
+                yield from self._foreign_batches(adata, indices, chunk_size, batch_size)
+                return
+            loader = self._make_data_loader(
+                adata=self._validate_anndata(adata),
+                indices=indices,
+                batch_size=batch_size,
+                shuffle=False,
+            )
+            for tensors in loader:
+                yield tensors[X_KEY], None
 
         chunks, n_empty = [], 0
         with autocast:
-            for x, gene_ids, domains in track(
+            for x, gene_ids in track(
                 batches(),
                 total=n_batches,
                 description="Embedding cells",
@@ -555,9 +492,7 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
             ):
                 x = x.to(self.device)
                 n_empty += int((x.sum(dim=1) == 0).sum())
-                z = self.module.embed(
-                    x, gene_ids, binning=binning, generator=generator, domains=domains
-                )
+                z = self.module.embed(x, gene_ids, binning=binning, generator=generator)
                 chunks.append(z.float().cpu().numpy())
         if n_empty:
             warnings.warn(
@@ -568,6 +503,113 @@ class CancerGPTModel(PretrainedMixin, UnsupervisedTrainingMixin, BaseModelClass)
         if not chunks:
             return np.zeros((0, self.module.embed_dim), dtype=np.float32)
         return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    # -- the published weights -------------------------------------------------------------
+    @classmethod
+    def load_pretrained(
+        cls,
+        model_dir: str | PathLike,
+        adata: ad.AnnData,
+        batch_key: str | None = None,
+        layer: str | None = None,
+        gene_symbols_key: str | None = None,
+        binning: BinningMode = "release",
+        device: str | torch.device | None = None,
+    ) -> CancerGPTModel:
+        """Load the authors' published weights, set up on ``adata`` for zero-shot embedding.
+
+        The returned model's :meth:`get_latent_representation` follows the authors'
+        procedure: the genes of ``adata`` found in the release vocabulary; among them the
+        ``max_seq_len - 1`` highly variable genes by scanpy's ``cell_ranger`` flavour (within
+        each batch of ``batch_key`` when given), in ``var`` order; ``<cls>`` (value -2)
+        followed by those genes with each cell's values binned by its own quantiles; the
+        ``<cls>`` output, L2-normalised. ``adata`` is registered (scvi-tools adds its
+        ``_scvi_*`` columns) but otherwise left as it is, with all its genes.
+
+        The weights live in an ordinary :class:`CancerGPTModel`: it can be saved with
+        :meth:`save`, reloaded with :meth:`load` and fine-tuned with :meth:`train`.
+
+        Parameters
+        ----------
+        model_dir
+            The release folder: ``model.pth``, ``args.json``, ``vocab.json``.
+        adata
+            Cells x genes, expression as given to the authors' code (counts or normalised).
+            May be opened with ``backed="r"``.
+        batch_key
+            ``obs`` column of batches for the highly-variable-gene selection.
+        layer
+            Layer with the expression instead of ``X``.
+        gene_symbols_key
+            ``var`` column with gene symbols, when ``var_names`` are other identifiers.
+        binning
+            ``"release"`` (default): the authors' rule, tied values spread over their bins at
+            random (pass ``seed=`` to :meth:`get_latent_representation` to fix it).
+            ``"deterministic"``: a tied value gets the middle of its bins, so runs agree.
+        device
+            Where to put the model (default: CUDA when available, else CPU).
+
+        Raises
+        ------
+        FileNotFoundError
+            The folder or one of its files is missing.
+        ReleaseCheckpointError
+            Missing or misshapen encoder weights, or an invalid ``args.json``.
+        ValueError
+            None of ``adata``'s genes is in the vocabulary.
+        """
+        if binning not in ("release", "deterministic"):
+            raise ValueError(f"binning must be 'release' or 'deterministic', got {binning!r}.")
+        checkpoint = read_release_checkpoint(model_dir)
+        vocab = checkpoint.vocab
+        config = checkpoint.module_kwargs
+        ids = vocab.match(adata, gene_symbols_key, min_genes=1)
+        cls.setup_anndata(
+            adata, layer=layer, batch_key=batch_key, gene_symbols_key=gene_symbols_key
+        )
+        n_tokens = config["max_seq_len"] - 1
+        in_vocab = np.flatnonzero(ids >= 0)
+        hvg = cell_ranger_hvg(adata, n_tokens, batch_key=batch_key, layer=layer, genes=in_vocab)
+        chosen = in_vocab[hvg["highly_variable"].to_numpy()]
+        if len(chosen) > n_tokens:
+            # ties at the dispersion cut-off: the authors' code would draw n_tokens of these
+            # genes anew for every cell; one fixed set (the most dispersed) keeps runs equal
+            norm = hvg["dispersions_norm"].to_numpy()[hvg["highly_variable"].to_numpy()]
+            top = np.sort(np.argsort(-np.nan_to_num(norm, nan=-np.inf), kind="stable")[:n_tokens])
+            logger.warning(
+                "%d genes tie for the %d highly variable genes; keeping the %d with the highest "
+                "normalised dispersion (the authors' code samples them per cell at random).",
+                len(chosen),
+                n_tokens,
+                n_tokens,
+            )
+            chosen = chosen[top]
+        logger.info(
+            "%d of %d genes are in the vocabulary; %d highly variable genes become tokens.",
+            len(in_vocab),
+            adata.n_vars,
+            len(chosen),
+        )
+        model = cls(
+            adata,
+            vocab=vocab,
+            preset="release",
+            token_genes=[str(g) for g in adata.var_names[chosen]],
+            gene_selection="fixed",
+            eval_binning=binning,
+            **config,
+        )
+        try:  # strict: a drift of our module's names must not leave weights unplaced
+            encoder_modules(model.module).load_state_dict(checkpoint.encoder_state, strict=True)
+        except RuntimeError as err:
+            raise ReleaseCheckpointError(f"Encoder weights not placed: {err}") from err
+        model.module.eval()
+        model.is_trained_ = True
+        model.pretrained_from_ = str(Path(model_dir).resolve())
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to_device(device)
+        return model
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, dir_path: str, overwrite: bool = False, save_anndata: bool = False, **kwargs):

@@ -1,17 +1,18 @@
 """Neural-network building blocks of CancerGPT."""
 
 from ._decoders import ExpressionDecoder, MVCDecoder
+from ._domain_adversary import DomainAdversary
 from ._domain_discriminator import DomainDiscriminator
 from ._encoders import ContinuousValueEncoder, GeneEncoder
-from ._gradient_reversal import GradientReversal, grad_reverse
+from ._gradient_reversal import grad_reverse
 from ._transformer import SelfAttention, TransformerEncoder, TransformerLayer
 
 __all__ = [
     "ContinuousValueEncoder",
+    "DomainAdversary",
     "DomainDiscriminator",
     "ExpressionDecoder",
     "GeneEncoder",
-    "GradientReversal",
     "MVCDecoder",
     "SelfAttention",
     "TransformerEncoder",

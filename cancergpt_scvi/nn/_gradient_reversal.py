@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 class _GradReverse(torch.autograd.Function):
@@ -20,17 +19,3 @@ class _GradReverse(torch.autograd.Function):
 def grad_reverse(x: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
     """Identity in the forward pass; multiplies the gradient by ``-weight`` going back."""
     return _GradReverse.apply(x, weight)
-
-
-class GradientReversal(nn.Module):
-    """Gradient-reversal layer whose ``weight`` can be changed during training (scheduling)."""
-
-    def __init__(self, weight: float = 1.0):
-        super().__init__()
-        self.weight = float(weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return grad_reverse(x, self.weight)
-
-    def extra_repr(self) -> str:
-        return f"weight={self.weight}"

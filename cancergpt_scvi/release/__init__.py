@@ -1,15 +1,17 @@
 """The published CancerGPT release folder: reading and checking it."""
 
 from ._checkpoint import (
-    PretrainedMixin,
     ReleaseCheckpoint,
     ReleaseCheckpointError,
+    encoder_modules,
     read_release_checkpoint,
+    release_encoder,
 )
 
 __all__ = [
-    "PretrainedMixin",
     "ReleaseCheckpoint",
     "ReleaseCheckpointError",
+    "encoder_modules",
     "read_release_checkpoint",
+    "release_encoder",
 ]

@@ -15,16 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import anndata as ad
-import numpy as np
 import torch
+from torch import nn
 
-from cancergpt_scvi.data import BinningMode, GeneVocab, cell_ranger_hvg
-
-if TYPE_CHECKING:
-    from cancergpt_scvi.model._cancergpt import CancerGPTModel
+from cancergpt_scvi._listing import listing
+from cancergpt_scvi.data import GeneVocab
+from cancergpt_scvi.nn import ContinuousValueEncoder, GeneEncoder, TransformerEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +37,8 @@ ARCHITECTURE_ARGS: dict[str, str] = {
     "n_bins": "n_bins",
 }
 #: Top-level modules of the zero-shot encoder; keys under any other prefix are training heads.
-ENCODER_PREFIXES = ("gene_encoder.", "value_encoder.", "encoder.")
+ENCODER_MODULES = ("gene_encoder", "value_encoder", "encoder")
+ENCODER_PREFIXES = tuple(f"{name}." for name in ENCODER_MODULES)
 # some releases nest the attention module once more: encoder.layers.{i}.self_attn.self_attn.*
 _NESTED_ATTENTION = re.compile(r"^(encoder\.layers\.\d+\.self_attn\.)self_attn\.")
 
@@ -78,47 +76,36 @@ class ReleaseCheckpoint:
         return kwargs
 
 
-def encoder_shapes(
-    n_tokens: int, embed_dim: int, ffn_dim: int, n_layers: int
-) -> dict[str, tuple[int, ...]]:
-    """Name and shape of every encoder weight of the release (``release-format`` table)."""
-    e, h = embed_dim, ffn_dim
-    shapes: dict[str, tuple[int, ...]] = {
-        "gene_encoder.embedding.weight": (n_tokens, e),
-        "gene_encoder.enc_norm.weight": (e,),
-        "gene_encoder.enc_norm.bias": (e,),
-        "value_encoder.linear1.weight": (e, 1),
-        "value_encoder.linear1.bias": (e,),
-        "value_encoder.linear2.weight": (e, e),
-        "value_encoder.linear2.bias": (e,),
-        "value_encoder.norm.weight": (e,),
-        "value_encoder.norm.bias": (e,),
-    }
-    for i in range(n_layers):
-        p = f"encoder.layers.{i}."
-        shapes.update(
+def release_encoder(args: Mapping, n_tokens: int) -> nn.ModuleDict:
+    """The zero-shot encoder of a release, under the names of its state dict.
+
+    Built on the meta device (no memory, no draws from the random generator): its
+    ``state_dict()`` gives every encoder key with its shape, and a model's own encoder modules
+    in the same container load a release state dict with ``load_state_dict(strict=True)``.
+
+    Parameters
+    ----------
+    args
+        ``args.json`` of the release (``embsize``, ``nlayers``, ``nheads``, ``d_hid``).
+    n_tokens
+        Size of the vocabulary.
+    """
+    with torch.device("meta"):
+        embed_dim = int(args["embsize"])
+        return nn.ModuleDict(
             {
-                p + "self_attn.in_proj_weight": (3 * e, e),
-                p + "self_attn.in_proj_bias": (3 * e,),
-                p + "self_attn.out_proj.weight": (e, e),
-                p + "self_attn.out_proj.bias": (e,),
-                p + "linear1.weight": (h, e),
-                p + "linear1.bias": (h,),
-                p + "linear2.weight": (e, h),
-                p + "linear2.bias": (e,),
-                p + "norm1.weight": (e,),
-                p + "norm1.bias": (e,),
-                p + "norm2.weight": (e,),
-                p + "norm2.bias": (e,),
+                "gene_encoder": GeneEncoder(n_tokens, embed_dim),
+                "value_encoder": ContinuousValueEncoder(embed_dim),
+                "encoder": TransformerEncoder(
+                    embed_dim, int(args["nlayers"]), int(args["nheads"]), int(args["d_hid"])
+                ),
             }
         )
-    return shapes
 
 
-def _listing(keys, limit: int = 8) -> str:
-    keys = list(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+def encoder_modules(module: nn.Module) -> nn.ModuleDict:
+    """A module's encoder parts (``gene_encoder``, ``value_encoder``, ``encoder``), shared."""
+    return nn.ModuleDict({name: getattr(module, name) for name in ENCODER_MODULES})
 
 
 def _read_args(path: Path) -> dict:
@@ -202,13 +189,13 @@ def canonical_encoder_state(
     ]
     problems = []
     if missing:
-        problems.append(f"missing encoder keys: {_listing(missing)}")
+        problems.append(f"missing encoder keys: {listing(missing)}")
     if misshapen:
-        problems.append(f"shapes that do not fit args.json / vocab.json: {_listing(misshapen)}")
+        problems.append(f"shapes that do not fit args.json / vocab.json: {listing(misshapen)}")
     if unexpected:
         problems.append(
             f"encoder keys that args.json does not account for (e.g. more layers than "
-            f"nlayers): {_listing(unexpected)}"
+            f"nlayers): {listing(unexpected)}"
         )
     if problems:
         raise ReleaseCheckpointError(
@@ -242,120 +229,11 @@ def read_release_checkpoint(model_dir: str | PathLike) -> ReleaseCheckpoint:
     args = _read_args(model_dir / ARGS_FILE)
     vocab = GeneVocab.from_json(model_dir / VOCAB_FILE)
     state = _read_weights(model_dir / WEIGHTS_FILE)
-    expected = encoder_shapes(vocab.size, args["embsize"], args["d_hid"], args["nlayers"])
+    expected = {
+        key: tuple(tensor.shape)
+        for key, tensor in release_encoder(args, vocab.size).state_dict().items()
+    }
     encoder, ignored = canonical_encoder_state(state, expected)
     if ignored:
         logger.debug("Ignored %d training-only keys: %s", len(ignored), ", ".join(ignored))
     return ReleaseCheckpoint(args=args, vocab=vocab, encoder_state=encoder, ignored_keys=ignored)
-
-
-class PretrainedMixin:
-    """Adds :meth:`load_pretrained` (the published release folder) to a CancerGPT model."""
-
-    @classmethod
-    def load_pretrained(
-        cls,
-        model_dir: str | PathLike,
-        adata: ad.AnnData,
-        batch_key: str | None = None,
-        layer: str | None = None,
-        gene_symbols_key: str | None = None,
-        binning: BinningMode = "release",
-        device: str | torch.device | None = None,
-    ) -> CancerGPTModel:
-        """Load the authors' published weights, set up on ``adata`` for zero-shot embedding.
-
-        The returned model's :meth:`get_latent_representation` follows the authors'
-        procedure: the genes of ``adata`` found in the release vocabulary; among them the
-        ``max_seq_len - 1`` highly variable genes by scanpy's ``cell_ranger`` flavour (within
-        each batch of ``batch_key`` when given), in ``var`` order; ``<cls>`` (value -2)
-        followed by those genes with each cell's values binned by its own quantiles; the
-        ``<cls>`` output, L2-normalised. ``adata`` is registered (scvi-tools adds its
-        ``_scvi_*`` columns) but otherwise left as it is, with all its genes.
-
-        The weights live in an ordinary :class:`CancerGPTModel`: it can be saved with
-        :meth:`save`, reloaded with :meth:`load` and fine-tuned with :meth:`train`.
-
-        Parameters
-        ----------
-        model_dir
-            The release folder: ``model.pth``, ``args.json``, ``vocab.json``.
-        adata
-            Cells x genes, expression as given to the authors' code (counts or normalised).
-            May be opened with ``backed="r"``.
-        batch_key
-            ``obs`` column of batches for the highly-variable-gene selection.
-        layer
-            Layer with the expression instead of ``X``.
-        gene_symbols_key
-            ``var`` column with gene symbols, when ``var_names`` are other identifiers.
-        binning
-            ``"release"`` (default): the authors' rule, tied values spread over their bins at
-            random (pass ``seed=`` to :meth:`get_latent_representation` to fix it).
-            ``"deterministic"``: a tied value gets the middle of its bins, so runs agree.
-        device
-            Where to put the model (default: CUDA when available, else CPU).
-
-        Raises
-        ------
-        FileNotFoundError
-            The folder or one of its files is missing.
-        ReleaseCheckpointError
-            Missing or misshapen encoder weights, or an invalid ``args.json``.
-        ValueError
-            None of ``adata``'s genes is in the vocabulary.
-        """
-        if binning not in ("release", "deterministic"):
-            raise ValueError(f"binning must be 'release' or 'deterministic', got {binning!r}.")
-        checkpoint = read_release_checkpoint(model_dir)
-        vocab = checkpoint.vocab
-        config = checkpoint.module_kwargs
-        ids = vocab.match(adata, gene_symbols_key, min_genes=1)
-        cls.setup_anndata(
-            adata, layer=layer, batch_key=batch_key, gene_symbols_key=gene_symbols_key
-        )
-        n_tokens = config["max_seq_len"] - 1
-        in_vocab = np.flatnonzero(ids >= 0)
-        hvg = cell_ranger_hvg(adata, n_tokens, batch_key=batch_key, layer=layer, genes=in_vocab)
-        chosen = in_vocab[hvg["highly_variable"].to_numpy()]
-        if len(chosen) > n_tokens:
-            # ties at the dispersion cut-off: the authors' code would draw n_tokens of these
-            # genes anew for every cell; one fixed set (the most dispersed) keeps runs equal
-            norm = hvg["dispersions_norm"].to_numpy()[hvg["highly_variable"].to_numpy()]
-            top = np.sort(np.argsort(-np.nan_to_num(norm, nan=-np.inf), kind="stable")[:n_tokens])
-            logger.warning(
-                "%d genes tie for the %d highly variable genes; keeping the %d with the highest "
-                "normalised dispersion (the authors' code samples them per cell at random).",
-                len(chosen),
-                n_tokens,
-                n_tokens,
-            )
-            chosen = chosen[top]
-        logger.info(
-            "%d of %d genes are in the vocabulary; %d highly variable genes become tokens.",
-            len(in_vocab),
-            adata.n_vars,
-            len(chosen),
-        )
-        model = cls(
-            adata,
-            vocab=vocab,
-            preset="release",
-            token_genes=[str(g) for g in adata.var_names[chosen]],
-            gene_selection="fixed",
-            eval_binning=binning,
-            **config,
-        )
-        result = model.module.load_state_dict(checkpoint.encoder_state, strict=False)
-        not_loaded = [k for k in result.missing_keys if k.startswith(ENCODER_PREFIXES)]
-        if not_loaded or result.unexpected_keys:  # guards against a drift of our module's names
-            raise ReleaseCheckpointError(
-                f"Encoder weights not placed: {_listing(not_loaded + result.unexpected_keys)}."
-            )
-        model.module.eval()
-        model.is_trained_ = True
-        model.pretrained_from_ = str(Path(model_dir).resolve())
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        model.to_device(device)
-        return model

@@ -20,10 +20,11 @@ class CancerGPTTrainingPlan(TrainingPlan):
     from a ``<cls>`` that carries no cell information (a saddle it does not leave within a CPU
     budget), and it holds the masked objective there too; started once the encoder has learned
     the masked objective, it can leave the saddle so that ``<cls>`` comes to carry the cell's
-    profile (on the pretraining docs page: within ~4,000 CPU steps, on some runs only).
+    profile.
     The adversarial weight stays 0 until ``adversarial_start`` (by default when the MVC ramp
     ends: reversing the gradient of an embedding that carries no cell information yet only
-    scrambles it), then follows ``adversarial_schedule`` over the rest of training.
+    scrambles it), then follows ``adversarial_schedule`` over the rest of training. Both
+    weights reach the module's ``loss`` through ``loss_kwargs``.
 
     Parameters
     ----------
@@ -117,20 +118,31 @@ class CancerGPTTrainingPlan(TrainingPlan):
         return self.adversarial_weight * ramp
 
     def on_train_batch_start(self, batch, batch_idx):
-        """Set the MVC and reversal weights for this step and log them."""
+        """Set the MVC and reversal weights of this step's loss and log them."""
         weight = self.current_adversarial_weight(batch_idx)
-        self.module.grl.weight = weight
         mvc_weight = self.current_mvc_weight(batch_idx)
         # validation reuses these loss arguments: its loss is that of the current objective
-        self.loss_kwargs["mvc_weight"] = mvc_weight
+        self.loss_kwargs.update(mvc_weight=mvc_weight, adversarial_weight=weight)
         for name, value in (("adversarial_weight", weight), ("mvc_weight", mvc_weight)):
             self.log(name, value, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist)
 
     @torch.no_grad()
     def compute_and_log_metrics(self, loss_output, metrics, mode):
-        """scvi-tools' metric logging, run without grad rather than in inference mode.
+        """Log the ELBO metric and the module's extra metrics, without grad.
 
-        Under DDP Lightning averages the logged values across ranks at the end of the epoch
-        in place, which tensors made in inference mode do not allow.
+        scvi-tools logs the same values in inference mode, whose tensors Lightning cannot
+        average across data-parallel ranks in place at the end of an epoch.
         """
-        TrainingPlan.compute_and_log_metrics.__wrapped__(self, loss_output, metrics, mode)
+        n_obs = loss_output.n_obs_minibatch
+        metrics[f"elbo_{mode}"].update(
+            reconstruction_loss=loss_output.reconstruction_loss_sum,
+            kl_local=loss_output.kl_local_sum,
+            kl_global=loss_output.kl_global_sum,
+            n_obs_minibatch=n_obs,
+        )
+        log = {"on_step": self.on_step, "on_epoch": self.on_epoch, "batch_size": n_obs}
+        self.log_dict(metrics, sync_dist=self.use_sync_dist, **log)
+        for key in loss_output.extra_metrics_keys:
+            value = loss_output.extra_metrics[key]
+            if isinstance(value, torch.Tensor) and value.ndim == 0:
+                self.log(f"{key}_{mode}", value.detach(), sync_dist=self.use_sync_dist, **log)
