@@ -1,57 +1,53 @@
 """CancerGPT, the single-cell foundation model of malignant cells, as a scverse plugin.
 
-The core (``data``, ``nn``, ``module``, ``model``, ``train``, ``release``) is imported with the
-package; the task heads, simulators, corpora, benchmarks and plots are imported when first
-used, so that ``import cancergpt_scvi`` needs none of the optional extras.
+Subpackages and models are imported on first use (``cancergpt_scvi.CancerGPTModel``,
+``from cancergpt_scvi.datasets import ...``), so that ``import cancergpt_scvi`` is quick and
+needs none of the optional extras.
 """
 
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-
-from . import data, model, module, nn, release, train
-from .model import CancerGPTModel
 
 try:
     __version__ = version("cancergpt-scvi")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-#: Subpackages imported on first use.
-_LAZY_SUBPACKAGES = (
+#: Subpackages, imported on first use.
+_SUBPACKAGES = (
     "benchmark",
     "bulk",
     "corpus",
+    "data",
     "datasets",
     "drug_response",
+    "model",
+    "module",
+    "nn",
     "plotting",
+    "release",
     "survival",
+    "train",
     "workflow",
 )
-#: Task-head models, from the subpackage that holds each.
-_LAZY_MODELS = {"DrugResponseModel": "drug_response", "SurvivalModel": "survival"}
+#: Models, from the subpackage that holds each.
+_MODELS = {
+    "CancerGPTModel": "model",
+    "DrugResponseModel": "drug_response",
+    "SurvivalModel": "survival",
+}
 
 
 def __getattr__(name: str):
-    if name in _LAZY_SUBPACKAGES:
+    if name in _SUBPACKAGES:
         return import_module(f"{__name__}.{name}")
-    if name in _LAZY_MODELS:
-        return getattr(import_module(f"{__name__}.{_LAZY_MODELS[name]}"), name)
+    if name in _MODELS:
+        return getattr(import_module(f"{__name__}.{_MODELS[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES) | set(_LAZY_MODELS))
+    return sorted(set(globals()) | set(_SUBPACKAGES) | set(_MODELS))
 
 
-__all__ = [
-    "CancerGPTModel",
-    "DrugResponseModel",
-    "SurvivalModel",
-    *_LAZY_SUBPACKAGES,
-    "data",
-    "model",
-    "module",
-    "nn",
-    "release",
-    "train",
-]
+__all__ = [*_MODELS, *_SUBPACKAGES]

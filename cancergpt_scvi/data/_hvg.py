@@ -118,7 +118,8 @@ def cell_ranger_hvg(
     Gives the selection of ``scanpy.pp.highly_variable_genes(adata[:, genes],
     flavor="cell_ranger", n_top_genes=n_top_genes, batch_key=batch_key, inplace=False)``
     without copying or densifying the data, and works on backed AnnData. ``adata`` is not
-    modified.
+    modified. Ours rather than scanpy's because scanpy's per-batch ``cell_ranger`` selection
+    raises ("Bin edges must be unique") on batches of a few dozen cells; this one does not.
 
     Parameters
     ----------

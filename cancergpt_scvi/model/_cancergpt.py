@@ -258,8 +258,7 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             Weight of the reversed discriminator gradient (0: no adversarial push). The
             discriminators see the embedding standardised per dimension, which scales the
             reversed gradient up by the inverse of the embedding's small spread: weights much
-            above the default trade biology for domain mixing (see
-            ``benchmarks/adversarial_ablation.py`` and the pretraining docs page).
+            above the default trade biology for domain mixing.
         adversarial_schedule
             Ramp of that weight: ``"constant"``, ``"linear"`` or ``"dann"``; it starts when
             the MVC ramp ends (``plan_kwargs={"adversarial_start": ...}`` to change).
@@ -267,8 +266,8 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             Fractions of training: MVC (expression from the cell embedding) is off for the
             first ``mvc_start`` and its weight then rises linearly to 1 over ``mvc_ramp``.
             Started from the first step, MVC holds ``<cls>`` at predicting every gene's mean
-            (see :class:`~cancergpt_scvi.train.CancerGPTTrainingPlan` and the pretraining docs
-            page); ``mvc_start=0, mvc_ramp=0`` trains it from the start.
+            (see :class:`~cancergpt_scvi.train.CancerGPTTrainingPlan`); ``mvc_start=0,
+            mvc_ramp=0`` trains it from the start.
         weight_decay
             AdamW weight decay.
         train_size, validation_size

@@ -162,21 +162,6 @@ class CancerGPTModule(BaseModuleClass):
         h = self.gene_encoder(tokens.gene_ids) + self.value_encoder(values)
         return self.encoder(h, tokens.padding_mask)
 
-    def cell_embedding(
-        self,
-        x: torch.Tensor,
-        gene_ids: torch.Tensor | None = None,
-        binning: BinningMode | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """L2-normalised ``<cls>`` output of the unmasked cell, with gradients.
-
-        Genes are chosen deterministically (``random_genes=False``); ``binning`` defaults to
-        the mode's rule (``eval_binning`` in eval mode).
-        """
-        tokens = self.tokenize(x, gene_ids, binning=binning, generator=generator)
-        return F.normalize(self.encode(tokens)[:, 0].float(), dim=-1)
-
     @torch.inference_mode()
     def embed(
         self,
@@ -185,8 +170,13 @@ class CancerGPTModule(BaseModuleClass):
         binning: BinningMode | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """L2-normalised ``<cls>`` embedding of each cell (no masking, eval mode expected)."""
-        return self.cell_embedding(x, gene_ids, binning=binning, generator=generator)
+        """L2-normalised ``<cls>`` embedding of each cell (no masking, eval mode expected).
+
+        Genes are chosen deterministically (``random_genes=False``); ``binning`` defaults to
+        the mode's rule (``eval_binning`` in eval mode).
+        """
+        tokens = self.tokenize(x, gene_ids, binning=binning, generator=generator)
+        return F.normalize(self.encode(tokens)[:, 0].float(), dim=-1)
 
     # -- scvi-tools module contract ---------------------------------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
