@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+#: Distribution names of the optional modules whose import name differs.
+_DISTRIBUTIONS = {"sksurv": "scikit-survival"}
+
 
 def require(module: str, extra: str, feature: str) -> ModuleType:
     """Import ``module`` or raise an :class:`ImportError` naming the extra that installs it.
@@ -22,6 +25,7 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         package = module.split(".")[0]
+        package = _DISTRIBUTIONS.get(package, package)
         raise ImportError(
             f"{feature} needs {package}, which is not installed. Install it with "
             f"pip install 'cancergpt-scvi[{extra}]' (or 'cancergpt-scvi[all]')."

@@ -16,11 +16,11 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="Simulate an atlas, pretrain on CPU, embed, score with scib-metrics, plot."
     )
     demo.add_argument("--out", default="demo_output", help="Output folder.")
-    demo.add_argument("--n-cells", type=int, default=1500)
-    demo.add_argument("--n-genes", type=int, default=600)
-    demo.add_argument("--max-epochs", type=int, default=6)
-    demo.add_argument("--preset", default="cpu-small")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--n-cells", type=int, default=1500, help="Cells of the simulated atlas.")
+    demo.add_argument("--n-genes", type=int, default=600, help="Genes of the simulated atlas.")
+    demo.add_argument("--max-epochs", type=int, default=6, help="Pretraining epochs.")
+    demo.add_argument("--preset", default="cpu-small", help="Size preset of the model.")
+    demo.add_argument("--seed", type=int, default=0, help="Seed of simulation and training.")
 
     embed = sub.add_parser("embed", help="Embed an h5ad file with a saved model.")
     embed.add_argument("input", help="Input .h5ad file.")
@@ -33,9 +33,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cancergpt-scvi`` console script."""
+    """Run the ``cancergpt-scvi`` command (its console-script entry point).
+
+    Parameters
+    ----------
+    argv
+        The arguments, e.g. ``["demo", "--out", "demo_output"]``; ``None`` reads them from
+        :data:`sys.argv`.
+
+    Returns
+    -------
+    The exit status: 0 on success, 2 when the input is refused (the message goes to stderr).
+    """
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "demo":
+        import matplotlib
+
+        matplotlib.use("Agg")  # the demo writes PNGs and shows no window
     from cancergpt_scvi.workflow import embed_file, run_demo
 
     try:

@@ -16,10 +16,11 @@ import numpy as np
 import scvi
 import torch
 from lightning.pytorch.callbacks import Callback
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from cancergpt_scvi import CancerGPTModel
 from cancergpt_scvi.corpus import CorpusDataModule, CorpusDataset, H5adCorpus
-from cancergpt_scvi.train import ResumableDataLoader, StepSeed
+from cancergpt_scvi.train import StepSeed
 
 TINY = {"embed_dim": 32, "n_layers": 1, "n_heads": 2, "ffn_dim": 64, "max_seq_len": 64}
 
@@ -50,7 +51,8 @@ class ProcessGroup(Callback):
 class RecordingDataModule(CorpusDataModule):
     def train_dataloader(self):
         dataset = RecordingDataset(self.corpus, self.train_indices, self.codes)
-        return ResumableDataLoader(dataset, self.train_sampler(), **self.loader_kwargs)
+        sampler = self.train_sampler()
+        return StatefulDataLoader(dataset, sampler=sampler, batch_size=None, **self.loader_kwargs)
 
 
 def main(corpus_dir: str, out_dir: str) -> None:

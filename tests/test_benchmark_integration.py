@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from cancergpt_scvi.benchmark import BASELINE_OBSM_KEYS, benchmark_integration
 from cancergpt_scvi.datasets import simulate_glioblastoma
+from cancergpt_scvi.plotting import plot_umaps
 
 BIO_METRICS = {"Isolated labels", "KMeans NMI", "KMeans ARI", "Silhouette label", "cLISI"}
 BATCH_METRICS = {"Silhouette batch", "iLISI", "KBET", "Graph connectivity", "PCR comparison"}
@@ -133,3 +136,18 @@ def test_other_bad_inputs(adata):
     data.X = data.X * 0.5  # not counts
     with pytest.raises(ValueError, match="raw counts"):
         benchmark_integration(data, "batch", "cell_state", ["X_noise"], baselines=())
+
+
+def test_harmony_needs_the_benchmark_extra(adata, monkeypatch):
+    monkeypatch.setitem(sys.modules, "harmonypy", None)  # as if harmonypy were not installed
+    with pytest.raises(ImportError, match=r"pip install 'cancergpt-scvi\[benchmark\]'"):
+        benchmark_integration(
+            adata, "batch", "cell_state", baselines=("harmony",), n_top_genes=200, n_comps=DIM
+        )
+
+
+def test_plot_umaps_refuses_unknown_keys(adata):
+    with pytest.raises(KeyError, match="X_missing"):
+        plot_umaps(adata, {"Noise": "X_missing"}, "cell_state")
+    with pytest.raises(KeyError, match="state"):
+        plot_umaps(adata, "X_noise", ["batch", "state"])

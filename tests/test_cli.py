@@ -26,3 +26,18 @@ def test_embed_command_writes_the_embedding_and_never_clobbers(trained_model, tm
 
     code = main(["embed", str(tmp_path / "in.h5ad"), "--model", str(tmp_path), "--out", str(out)])
     assert code == 2 and "model.pt" in capsys.readouterr().err
+
+
+def test_demo_command_writes_its_outputs(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--n-cells", "200", "--n-genes", "200", "--max-epochs", "1"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    names = ["training_curves.png", "metrics.csv", "atlas_embedded.h5ad"]
+    names += [f"umap_{c}.png" for c in ("tissue", "technology", "patient", "cell_state")]
+    for name in names:
+        assert (out / name).stat().st_size > 1000, name
+        assert str(out / name) in printed
+    assert (out / "model" / "model.pt").is_file()
+    embedded = ad.read_h5ad(out / "atlas_embedded.h5ad")
+    assert {"X_cancergpt", "X_umap"} <= set(embedded.obsm)

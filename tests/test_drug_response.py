@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import subprocess
+import sys
 import warnings
 
 import matplotlib
@@ -16,20 +19,23 @@ matplotlib.use("Agg")
 
 import scvi
 
+import cancergpt_scvi
 from cancergpt_scvi.benchmark import (
     cross_validate_drug_response,
-    drug_response_metrics,
     drug_response_splits,
     plot_drug_response,
 )
 from cancergpt_scvi.datasets import EXAMPLE_DRUG_SMILES, simulate_drug_response
 from cancergpt_scvi.drug_response import (
+    ATOM_FEATURE_NAMES,
     DrugFeaturizer,
+    DrugResponseDataSplitter,
     DrugResponseModel,
+    DrugResponsePairs,
+    drug_response_metrics,
     morgan_fingerprint,
     smiles_to_graph,
 )
-from cancergpt_scvi.drug_response._molecules import ATOM_FEATURE_NAMES
 
 scvi.settings.verbosity = logging.ERROR
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
@@ -64,6 +70,63 @@ def trained(small):
     held_out = list(adata.obs_names[:10])
     model.train(max_epochs=3, holdout_cell_lines=held_out, holdout_drugs=["Imatinib"], **QUIET)
     return model, held_out
+
+
+# --------------------------------------------------------------------------- extra [drug]
+INSTALL_DRUG = "pip install 'cancergpt-scvi[drug]'"
+
+
+@pytest.fixture
+def without_rdkit(monkeypatch):
+    """Imports of RDKit fail, and this package's RDKit users are imported afresh."""
+    saved = dict(sys.modules)
+    for name in list(sys.modules):
+        if name.startswith(("cancergpt_scvi.drug_response", "cancergpt_scvi.datasets")):
+            del sys.modules[name]
+        elif name == "rdkit" or name.startswith("rdkit."):
+            sys.modules[name] = None  # an import of it raises ImportError
+    sys.modules["rdkit"] = None
+    for name in ("drug_response", "datasets"):
+        monkeypatch.delattr(cancergpt_scvi, name, raising=False)
+    try:
+        yield
+    finally:
+        for name in set(sys.modules) - set(saved):
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def test_without_rdkit_the_error_names_the_extra(without_rdkit):
+    with pytest.raises(ImportError, match=r"DrugResponseModel needs rdkit") as err:
+        cancergpt_scvi.DrugResponseModel  # noqa: B018 (the lazy attribute imports the head)
+    assert INSTALL_DRUG in str(err.value)
+    with pytest.raises(ImportError, match=r"DrugResponseModel needs rdkit") as err:
+        importlib.import_module("cancergpt_scvi.drug_response")
+    assert INSTALL_DRUG in str(err.value)
+    # the other simulators work; the screen simulator names the extra it needs
+    from cancergpt_scvi.datasets import simulate_drug_response, simulate_glioblastoma
+
+    assert simulate_glioblastoma(n_cells=60, n_patients=2, n_genes=200).n_obs == 60
+    with pytest.raises(ImportError, match=r"simulate_drug_response needs rdkit") as err:
+        simulate_drug_response(n_cell_lines=5, n_drugs=2, n_genes=50)
+    assert INSTALL_DRUG in str(err.value)
+
+
+def test_rdkit_restored_after_the_test_without_it():
+    """The fixture above leaves the modules as they were (this test runs after it)."""
+    assert sys.modules["cancergpt_scvi.drug_response"].DrugResponseModel is DrugResponseModel
+    assert smiles_to_graph("CCO").n_atoms == 3
+
+
+def test_package_and_datasets_import_no_rdkit():
+    code = (
+        "import sys, cancergpt_scvi, cancergpt_scvi.datasets; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rdkit'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 # --------------------------------------------------------------------------- featurisation
@@ -250,6 +313,29 @@ def test_training_never_sees_held_out_pairs(trained):
     test = pairs.iloc[model.test_indices]
     assert (test["cell_line"].isin(held_out) | (test["drug"] == "Imatinib")).all()
     assert len(seen) + len(test) == len(pairs)
+
+
+@pytest.mark.parametrize("validation_by", ["pairs", "cell_lines", "drugs"])
+def test_validation_split_by_whole_groups(validation_by):
+    rng = np.random.default_rng(0)
+    cell_index = np.repeat(np.arange(20), 5)
+    drug_index = np.tile(np.arange(5), 20)
+    drugs = DrugFeaturizer(dict(list(EXAMPLE_DRUG_SMILES.items())[:5]), "fingerprint", n_bits=8)
+    dataset = DrugResponsePairs(rng.normal(size=(20, 3)), drugs, cell_index, drug_index)
+    held_out = cell_index < 2  # 10 pairs
+    split = DrugResponseDataSplitter(dataset, held_out, validation_by, train_size=0.8, seed=3)
+    groups = {"pairs": np.arange(100), "cell_lines": cell_index, "drugs": drug_index}
+    g = groups[validation_by]
+    n_groups = len(np.unique(g[~held_out]))
+    assert len(np.unique(g[split.val_idx])) == int(np.floor(0.2 * n_groups))
+    assert not set(g[split.train_idx]) & set(g[split.val_idx])
+    used = np.concatenate([split.train_idx, split.val_idx])
+    assert sorted(used) == list(np.flatnonzero(~held_out))
+    assert list(split.test_idx) == list(np.flatnonzero(held_out))
+    everything = DrugResponseDataSplitter(dataset, held_out, validation_by, train_size=1.0)
+    assert everything.n_val == 0 and everything.n_train == 90
+    with pytest.raises(ValueError, match=r"train_size must be in \(0, 1\]"):
+        DrugResponseDataSplitter(dataset, held_out, validation_by, train_size=0.0)
 
 
 def test_holding_out_everything_is_an_error(small):

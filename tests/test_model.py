@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import scanpy as sc
-import torch
 from scipy import sparse
 
 from cancergpt_scvi import CancerGPTModel

@@ -55,7 +55,7 @@ def test_loss_takes_the_reversal_weight_and_writes_no_state():
     def encoder_grad(weight: float) -> torch.Tensor:
         module.zero_grad()
         torch.manual_seed(1)
-        inference, generative, losses = module.forward(
+        _, _, losses = module.forward(
             tensors, loss_kwargs={"adversarial_weight": weight, "mvc_weight": 0.0}
         )
         # the reconstruction part alone, to isolate the adversary's gradient below

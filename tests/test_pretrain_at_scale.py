@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import scvi
 import torch
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from cancergpt_scvi import CancerGPTModel
 from cancergpt_scvi.corpus import CorpusDataModule, H5adCorpus, SomaCorpus
@@ -124,10 +125,10 @@ def test_given_vocabulary_and_bad_corpora_are_handled(corpus_dir, tmp_path):
 
 
 def test_soma_experiment_corpus_reads_and_trains(atlas, tmp_path):
-    import tiledbsoma.io
+    import tiledbsoma.io as soma_io  # the [atlas] extra, installed with the tests
 
     uri = str(tmp_path / "soma")
-    tiledbsoma.io.from_anndata(uri, atlas, measurement_name="RNA", X_layer_name="raw")
+    soma_io.from_anndata(uri, atlas, measurement_name="RNA", X_layer_name="raw")
     corpus = SomaCorpus(
         uri,
         obs_keys=["batch", "technology", "tissue"],
@@ -153,6 +154,22 @@ def test_soma_experiment_corpus_reads_and_trains(atlas, tmp_path):
     assert datamodule.sampling_summary["tissue"].isin(["Breast", "Brain"]).all()
 
 
+def test_soma_corpus_without_tiledbsoma_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tiledbsoma", None)  # import tiledbsoma now fails
+    with pytest.raises(ImportError, match=r"pip install 'cancergpt-scvi\[atlas\]'"):
+        SomaCorpus(tmp_path / "soma")
+
+
+class _Positions(torch.utils.data.Dataset):
+    """Returns the positions of each batch, to see what a loader serves."""
+
+    def __len__(self):
+        return 100
+
+    def __getitem__(self, positions):
+        return np.asarray(positions)
+
+
 def test_ranks_share_one_oversampled_stream():
     weights = np.r_[np.full(50, 0.5), np.full(10, 3.0)]  # 55 draws per epoch
     whole = DistributedOversampler(weights, batch_size=4, seed=3, num_replicas=1, rank=0)
@@ -174,10 +191,22 @@ def test_ranks_share_one_oversampled_stream():
     assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
 
     ranks[0].set_epoch(1)
-    assert not np.array_equal(np.concatenate(list(ranks[0])), served[0])
-    resumed = DistributedOversampler(weights, batch_size=4, seed=3, num_replicas=3, rank=0)
-    resumed.resume(epoch=0, batches_done=2)
-    np.testing.assert_array_equal(np.concatenate(list(resumed)), served[0][8:])
+    next_epoch = np.concatenate(list(ranks[0]))
+    assert not np.array_equal(next_epoch, served[0])
+
+    # a stateful loader saved after two batches of epoch 1 resumes at the third
+    def loader():
+        sampler = DistributedOversampler(weights, batch_size=4, seed=3, num_replicas=3, rank=0)
+        sampler.set_epoch(1)  # as Lightning does at every epoch start
+        return StatefulDataLoader(_Positions(), sampler=sampler, batch_size=None)
+
+    interrupted = loader()
+    batches = iter(interrupted)
+    next(batches), next(batches)
+    resumed = loader()
+    resumed.load_state_dict(interrupted.state_dict())
+    np.testing.assert_array_equal(np.concatenate(list(resumed)), next_epoch[8:])
+    np.testing.assert_array_equal(np.concatenate(list(resumed)), next_epoch)  # then whole epochs
 
     once = DistributedOversampler(
         np.ones(30), batch_size=7, replacement=False, seed=1, num_replicas=1, rank=0
@@ -207,13 +236,13 @@ def test_resumed_run_continues_the_uninterrupted_run(source, corpus_dir, tmp_pat
         )
         return model
 
-    full = run("full")
+    with pytest.warns(UserWarning, match="no last checkpoint"):
+        full = run("full", ckpt_path="last")  # nothing to resume yet: a fresh start
     steps_per_epoch = full.trainer.num_training_batches
     assert full.trainer.global_step == 2 * steps_per_epoch and steps_per_epoch > 3
     stopped = run("stopped", max_steps=3)  # stops mid-epoch, after the step-3 checkpoint
-    assert StepCheckpoint.latest(tmp_path / "stopped") == tmp_path / "stopped" / "step=3.ckpt"
-    assert StepCheckpoint.latest(tmp_path / "nothing-yet") is None
-    resumed = run("resumed", ckpt_path=StepCheckpoint.latest(tmp_path / "stopped"))
+    assert {p.name for p in (tmp_path / "stopped").iterdir()} == {"step=3.ckpt", "last.ckpt"}
+    resumed = run("stopped", ckpt_path="last")  # relaunched the same way, in the same folder
     assert resumed.trainer.global_step == full.trainer.global_step
     a, b, c = (m.module.state_dict() for m in (full, stopped, resumed))
     assert all(torch.equal(a[k], c[k]) for k in a)

@@ -401,8 +401,7 @@ def test_the_real_release_vocabulary_reads(tmp_path):
     vocab_path = SHARED / "data" / "cancergpt_vocab.json"
     vocab = json.loads(vocab_path.read_text())
     assert len(vocab) == 28_725 and vocab["<cls>"] == 0 and vocab["<pad>"] == 1
-    from cancergpt_scvi.release import read_release_checkpoint
-    from cancergpt_scvi.release import release_encoder
+    from cancergpt_scvi.release import read_release_checkpoint, release_encoder
 
     # a release-layout folder with the real vocabulary and a small encoder reads and checks
     folder = tmp_path / "assets"

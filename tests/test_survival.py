@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import warnings
 
 import anndata as ad
@@ -17,12 +19,14 @@ matplotlib.use("Agg")
 
 import scvi
 
+from cancergpt_scvi.benchmark import cross_validate_survival, stratified_folds, survival_folds
 from cancergpt_scvi.datasets import simulate_survival_cohort
 from cancergpt_scvi.survival import (
     SurvivalModel,
     concordance_harrell,
     concordance_uno,
     logrank_pvalue,
+    plot_kaplan_meier,
     risk_groups,
 )
 from cancergpt_scvi.survival._module import cox_partial_nll_terms
@@ -192,7 +196,7 @@ def test_uno_equals_harrell_without_censoring():
 def test_cross_validation_on_simulated_cohort_reaches_true_risk(cohort):
     SurvivalModel.setup_anndata(cohort, "duration", "event", embedding_key="X_pca")
     model = SurvivalModel(cohort, alpha=0.05)
-    table = model.cross_validate(n_folds=5, seed=0, progress_bar=False)
+    table = cross_validate_survival(model, n_folds=5, seed=0, progress_bar=False)
     assert list(table.index) == [f"fold {k}" for k in range(5)] + ["mean", "std"]
     assert table.loc["fold 0":"fold 4", "n_test"].sum() == cohort.n_obs
     d, e = cohort.obs["duration"], cohort.obs["event"]
@@ -219,7 +223,7 @@ def test_shuffled_outcome_scores_near_chance(cohort):
     shuffled.obs["duration"] = cohort.obs["duration"].to_numpy()[perm]
     shuffled.obs["event"] = cohort.obs["event"].to_numpy()[perm]
     SurvivalModel.setup_anndata(shuffled, "duration", "event", embedding_key="X_pca")
-    table = SurvivalModel(shuffled, alpha=0.05).cross_validate(5, progress_bar=False)
+    table = cross_validate_survival(SurvivalModel(shuffled, alpha=0.05), 5, progress_bar=False)
     assert abs(table.loc["mean", "c_index_harrell"] - 0.5) < 0.06
 
 
@@ -318,13 +322,13 @@ def test_too_few_samples_or_events_for_folds():
     adata.obs["death"] = [1, 1, 0, 1]
     SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
     with pytest.raises(ValueError, match="Cannot make 5 folds from 4 samples"):
-        SurvivalModel(adata).cross_validate(5)
+        cross_validate_survival(SurvivalModel(adata), 5)
     adata = linear_cohort(20)
     adata.obs["death"] = 0
     adata.obs.iloc[:2, adata.obs.columns.get_loc("death")] = 1
     SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
     with pytest.raises(ValueError, match="Only 2 events for 5 folds"):
-        SurvivalModel(adata).cross_validate(5)
+        cross_validate_survival(SurvivalModel(adata), 5)
 
 
 def test_risk_groups_need_cross_validation_first():
@@ -342,3 +346,91 @@ def test_risk_groups_need_cross_validation_first():
         "low risk": 15,
         "high risk": 15,
     }
+
+
+# --- folds, tuned penalty ----------------------------------------------------------------------
+
+
+def test_survival_folds_partition_and_spread_events():
+    events = np.r_[np.ones(23), np.zeros(37)].astype(int)
+    folds = survival_folds(events, n_folds=5, seed=1)
+    tests = np.concatenate([te for _, te in folds])
+    np.testing.assert_array_equal(np.sort(tests), np.arange(60))
+    for tr, te in folds:
+        assert not np.intersect1d(tr, te).size and len(tr) + len(te) == 60
+    per_fold = [int(events[te].sum()) for _, te in folds]
+    assert max(per_fold) - min(per_fold) <= 1
+    # the same folds as StratifiedKFold on the events; a censored class too small for the
+    # folds is pooled (plain shuffled K-fold)
+    from sklearn.model_selection import StratifiedKFold
+
+    skf = StratifiedKFold(5, shuffle=True, random_state=1).split(events, events)
+    for (_, te), (_, te2) in zip(folds, skf, strict=True):
+        np.testing.assert_array_equal(te, te2)
+    few_censored = np.r_[np.ones(20), np.zeros(2)]
+    skf = StratifiedKFold(5, shuffle=True, random_state=0).split(few_censored, 0 * few_censored)
+    for (_, te), (_, te2) in zip(survival_folds(few_censored, 5), skf, strict=True):
+        np.testing.assert_array_equal(te, te2)
+
+
+def test_stratified_folds_keep_groups_together_and_refuse_too_many_folds():
+    groups = np.repeat(np.arange(12), 3)
+    labels = np.repeat(np.arange(12) % 3, 3)
+    for tr, te in stratified_folds(labels, n_folds=4, seed=0, groups=groups):
+        assert not np.intersect1d(groups[tr], groups[te]).size
+    with pytest.raises(ValueError, match="Cannot make 13 folds from 12 groups"):
+        stratified_folds(labels, n_folds=13, groups=groups)
+    with pytest.raises(ValueError, match="at least 2"):
+        stratified_folds(labels, n_folds=1)
+
+
+def test_cross_validation_tunes_alpha_from_a_list():
+    adata = linear_cohort(120)
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    model = SurvivalModel(adata)
+    table = cross_validate_survival(
+        model, n_folds=3, alpha=[0.01, 100.0], inner_folds=2, progress_bar=False
+    )
+    chosen = table.loc["fold 0":"fold 2", "alpha"]
+    assert set(chosen) <= {0.01, 100.0}
+    assert np.isfinite(table.loc["mean", "c_index_harrell"])
+    assert model.cv_results_ is table and not np.isnan(model.oof_risk_percentile_).any()
+
+
+# --- the [survival] extra ----------------------------------------------------------------------
+
+
+def test_survival_bulk_and_benchmark_import_no_survival_extra():
+    # (scvi-tools itself loads pyplot, through torchmetrics, so that is not checked here)
+    code = (
+        "import sys\n"
+        "import cancergpt_scvi.benchmark, cancergpt_scvi.bulk, cancergpt_scvi.survival\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('lifelines', 'sksurv')]\n"
+        "print(bad); sys.exit(bool(bad))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_without_survival_extra_training_works_and_metrics_name_the_extra(monkeypatch):
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("lifelines", "sksurv"):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "lifelines", None)
+    monkeypatch.setitem(sys.modules, "sksurv", None)
+    adata = linear_cohort(60)
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    model = SurvivalModel(adata)
+    model.train(**QUIET)
+    assert np.isfinite(model.predict_risk()).all()
+    assert len(model.risk_groups(source="fit")) == 60
+    d, e = adata.obs["time"], adata.obs["death"]
+    extra = r"pip install 'cancergpt-scvi\[survival\]'"
+    with pytest.raises(ImportError, match=extra):
+        model.concordance()
+    with pytest.raises(ImportError, match=extra):
+        concordance_uno(d, e, d, e, model.predict_risk())
+    with pytest.raises(ImportError, match=extra):
+        plot_kaplan_meier(d, e, model.risk_groups(source="fit"))
+    with pytest.raises(ImportError, match=extra):
+        cross_validate_survival(model, 3)

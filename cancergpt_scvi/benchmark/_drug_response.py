@@ -1,20 +1,25 @@
-"""Evaluation of drug-response prediction: held-out splits, per-drug metrics, baselines, plots."""
+"""Drug-response prediction against baselines: held-out folds, cross-validation, plots.
+
+The metrics are those of the task head (:func:`cancergpt_scvi.drug_response.drug_response_metrics`);
+the head and its metrics need the extra ``[drug]`` and are imported when a function here runs.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from matplotlib.figure import Figure
 from scipy import stats
-from sklearn.metrics import root_mean_squared_error
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-logger = logging.getLogger(__name__)
+from cancergpt_scvi._listing import listing
+
+from ._cross_validation import stratified_folds
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Holdout = Literal["cell_lines", "drugs"]
 
@@ -31,7 +36,8 @@ def drug_response_splits(
     """K-fold splits of a response table that hold out whole cell lines or whole drugs.
 
     Held-out cell lines: grouped K-fold on cell lines, stratified by tissue when ``tissue``
-    is given (each fold's test cell lines span the tissues in proportion). Held-out drugs:
+    is given (each fold's test cell lines span the tissues in proportion; tissues with fewer
+    cell lines than folds are pooled into one stratum). Held-out drugs:
     grouped K-fold on drugs. A cell line (drug) is in exactly one test fold and never in that
     fold's training rows.
 
@@ -53,6 +59,12 @@ def drug_response_splits(
     Returns
     -------
     ``n_folds`` pairs of (training rows, test rows), positions in ``responses``.
+
+    Raises
+    ------
+    ValueError
+        ``holdout`` is unknown, ``n_folds`` is below 2 or above the number of cell lines
+        (drugs), a cell line has no tissue, or a fold is empty.
     """
     if holdout not in ("cell_lines", "drugs"):
         raise ValueError(f"holdout must be 'cell_lines' or 'drugs', got {holdout!r}.")
@@ -67,18 +79,16 @@ def drug_response_splits(
             f"empty: there are only {n_groups} {holdout.replace('_', ' ')}. Use n_folds <= "
             f"{n_groups}."
         )
+    labels = np.zeros(len(groups), dtype=int)  # one stratum: grouped K-fold
     if holdout == "cell_lines" and tissue is not None:
         tissue = pd.Series(tissue)
         tissue.index = tissue.index.astype(str)
-        labels = tissue.reindex(groups)
-        if labels.isna().any():
-            missing = pd.unique(groups[labels.isna().to_numpy()])
-            raise ValueError(f"No tissue for cell line(s) {list(missing[:5])}.")
-        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        folds = list(splitter.split(groups, labels.astype(str).to_numpy(), groups))
-    else:
-        splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        folds = list(splitter.split(groups, groups=groups))
+        tissue_of = tissue.reindex(groups)
+        if tissue_of.isna().any():
+            missing = pd.unique(groups[tissue_of.isna().to_numpy()])
+            raise ValueError(f"No tissue for cell line(s) {listing(missing)}.")
+        labels = tissue_of.astype(str).to_numpy()
+    folds = stratified_folds(labels, n_folds=n_folds, seed=seed, groups=groups)
     for i, (train, test) in enumerate(folds):
         if len(train) == 0 or len(test) == 0:
             raise ValueError(
@@ -86,58 +96,6 @@ def drug_response_splits(
                 "use fewer folds."
             )
     return folds
-
-
-def per_drug_pearson(
-    observed: np.ndarray, predicted: np.ndarray, drugs: np.ndarray, min_pairs: int = 3
-) -> pd.Series:
-    """Pearson correlation of predicted and observed response across cell lines, per drug.
-
-    Drugs with fewer than ``min_pairs`` pairs, or constant observed or predicted values, have
-    no correlation and are left out.
-    """
-    frame = pd.DataFrame({"o": observed, "p": predicted, "d": drugs})
-    out = {}
-    for drug, g in frame.groupby("d", sort=True):
-        # np.ptp is exactly 0 for constant values (std can be a rounding error above 0)
-        if len(g) >= min_pairs and np.ptp(g["o"]) > 0 and np.ptp(g["p"]) > 0:
-            out[drug] = stats.pearsonr(g["p"], g["o"])[0]
-    return pd.Series(out, name="pearson", dtype=float)
-
-
-def drug_response_metrics(
-    observed: np.ndarray, predicted: np.ndarray, drugs: np.ndarray, min_pairs: int = 3
-) -> pd.Series:
-    """Metrics of predicted against observed responses over a set of (held-out) pairs.
-
-    Global Pearson and Spearman and RMSE over all pairs (dominated by differences in potency
-    between drugs, which a drug-mean predictor gets without looking at cells), and the mean
-    and median of the per-drug Pearson (how well each drug's cell lines are ranked).
-
-    Parameters
-    ----------
-    observed, predicted
-        Responses per pair.
-    drugs
-        Drug of each pair.
-    min_pairs
-        Fewest pairs a drug needs for its per-drug Pearson.
-    """
-    observed = np.asarray(observed, dtype=float)
-    predicted = np.asarray(predicted, dtype=float)
-    per_drug = per_drug_pearson(observed, predicted, np.asarray(drugs), min_pairs)
-    constant = np.ptp(predicted) == 0
-    return pd.Series(
-        {
-            "pearson": np.nan if constant else stats.pearsonr(predicted, observed)[0],
-            "spearman": np.nan if constant else stats.spearmanr(predicted, observed)[0],
-            "rmse": root_mean_squared_error(observed, predicted),
-            "per_drug_pearson_mean": per_drug.mean() if len(per_drug) else np.nan,
-            "per_drug_pearson_median": per_drug.median() if len(per_drug) else np.nan,
-            "n_pairs": len(observed),
-            "n_drugs_scored": len(per_drug),
-        }
-    )
 
 
 def cross_validate_drug_response(
@@ -183,14 +141,15 @@ def cross_validate_drug_response(
     Returns
     -------
     metrics
-        One row per fold and method: :func:`drug_response_metrics` columns.
+        One row per fold and method: ``fold``, ``method`` and the columns of
+        :func:`~cancergpt_scvi.drug_response.drug_response_metrics`.
     predictions
         One row per held-out pair and method: ``fold``, ``method``, ``cell_line``, ``drug``,
         ``response``, ``prediction``.
     """
     import lightning.pytorch as pl
 
-    from cancergpt_scvi.drug_response import DrugResponseModel
+    from cancergpt_scvi.drug_response import DrugResponseModel, drug_response_metrics
 
     pl.seed_everything(seed, verbose=False)
     model = DrugResponseModel(adata, **(model_kwargs or {}))  # validates the setup
@@ -260,8 +219,14 @@ def plot_drug_response(
         Method to plot (required when ``predictions`` holds several).
     min_pairs
         Fewest pairs a drug needs for its per-drug Pearson.
+
+    Returns
+    -------
+    A figure with two axes: the scatter and the histogram.
     """
     import matplotlib.pyplot as plt
+
+    from cancergpt_scvi.drug_response import per_drug_pearson
 
     if "method" in predictions:
         methods = predictions["method"].unique()

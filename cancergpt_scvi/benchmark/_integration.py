@@ -6,14 +6,19 @@ import logging
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
-from unittest import mock
+from typing import TYPE_CHECKING, Literal
 
 import anndata as ad
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import sparse
+
+from cancergpt_scvi._extras import require
+from cancergpt_scvi.plotting import plot_umaps
+
+if TYPE_CHECKING:
+    from plottable import Table
+    from scib_metrics.nearest_neighbors import NeighborsResults
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +34,6 @@ BASELINE_OBSM_KEYS: dict[str, str] = {
 
 # scib-metrics' Benchmarker uses 15, 50 and 90 nearest neighbours.
 _MAX_NEIGHBORS = 90
-
-_AGGREGATE = "Aggregate score"
 
 
 def benchmark_integration(
@@ -60,7 +63,8 @@ def benchmark_integration(
     that PCA (harmonypy). Bio conservation: silhouette of labels, cLISI, NMI and ARI of
     k-means or Leiden clusters, isolated labels. Batch correction: silhouette of batch,
     iLISI, kBET, graph connectivity, PCR comparison (against the unintegrated PCA). The
-    aggregate scores are scIB's: means per category and ``Total = 0.6 bio + 0.4 batch``.
+    nearest neighbours of the kNN metrics are exact (scikit-learn). The aggregate scores are
+    scIB's, unscaled: means per category and ``Total = 0.6 bio + 0.4 batch``.
 
     Parameters
     ----------
@@ -75,7 +79,8 @@ def benchmark_integration(
         Embeddings to benchmark: ``{method name: obsm key}``, or obsm keys (used as names).
     baselines
         Any of ``"pca"``, ``"scvi"``, ``"harmony"`` (:data:`INTEGRATION_BASELINES`);
-        ``()`` for none.
+        ``()`` for none. Harmony needs harmonypy, the ``benchmark`` extra
+        (``pip install 'cancergpt-scvi[benchmark]'``).
     layer
         Layer holding the raw counts; ``None`` for ``X``.
     n_top_genes
@@ -166,31 +171,35 @@ def benchmark_integration(
         pre_integrated_embedding_obsm_key="X_pca",
         progress_bar=progress_bar,
     )
+    # Exact neighbours for the kNN metrics; kBET's per-label diffusion neighbours stay
+    # scib-metrics' own (pynndescent): it has no public option to change them.
     bench.prepare(neighbor_computer=_exact_neighbors)
-    # kBET's per-label diffusion neighbours: exact search instead of pynndescent (whose numba
-    # compilation costs minutes on small machines); exact is also deterministic.
-    with mock.patch("scib_metrics.nearest_neighbors.pynndescent", _exact_neighbors):
-        bench.benchmark()
+    bench.benchmark()
 
+    method_names = dict(zip(keys, names, strict=True))
     silhouette_name = "Silhouette batch" if batch_silhouette == "silhouette" else "BRAS"
-    with mock.patch.dict(
-        "scib_metrics.benchmark._core.metric_name_cleaner", {"bras": silhouette_name}
-    ):
-        wide = bench.get_results(min_max_scale=False)
-        tidy = _tidy(wide, dict(zip(keys, names, strict=True)))
-        if output_dir is not None:
-            output_dir = Path(output_dir)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            tidy.to_csv(output_dir / "integration_results.csv", index=False)
-            table = bench.plot_results_table(min_max_scale=False, show=False)
-            _rename_table_methods(table, dict(zip(keys, names, strict=True)))
-            fig = table.ax.figure
-            fig.savefig(output_dir / "integration_table.png", dpi=150, bbox_inches="tight")
-            plt.close(fig)
-    if output_dir is not None and umap:
-        fig = plot_umap_grid(work, dict(zip(names, keys, strict=True)), label_key, batch_key, seed)
-        fig.savefig(output_dir / "integration_umap.png", dpi=120, bbox_inches="tight")
+    wide = bench.get_results(min_max_scale=False).rename(columns={"BRAS": silhouette_name})
+    tidy = _tidy(wide, method_names)
+    if output_dir is not None:
+        import matplotlib.pyplot as plt
+
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        tidy.to_csv(output_dir / "integration_results.csv", index=False)
+        table = bench.plot_results_table(min_max_scale=False, show=False)
+        _relabel_table(table, method_names, {"BRAS": silhouette_name.replace(" ", "\n", 1)})
+        fig = table.ax.figure
+        fig.savefig(output_dir / "integration_table.png", dpi=150, bbox_inches="tight")
         plt.close(fig)
+        if umap:
+            fig = plot_umaps(
+                work,
+                dict(zip(names, keys, strict=True)),
+                [label_key, batch_key],
+                seed=seed,
+                path=output_dir / "integration_umap.png",
+            )
+            plt.close(fig)
 
     if inplace:
         for b in baselines:
@@ -320,8 +329,8 @@ def _unintegrated(
 
 
 def _harmony(pca: np.ndarray, obs: pd.DataFrame, batch_key: str, seed: int) -> np.ndarray:
-    """Harmony-corrected PCA."""
-    import harmonypy
+    """Harmony-corrected PCA (harmonypy), one row per cell."""
+    harmonypy = require("harmonypy", extra="benchmark", feature="The Harmony baseline")
 
     result = harmonypy.run_harmony(pca, obs, [batch_key], random_state=seed, verbose=False)
     z = np.asarray(result.Z_corr)
@@ -349,8 +358,8 @@ def _scvi(
     return model.get_latent_representation().astype(np.float32)
 
 
-def _exact_neighbors(X: np.ndarray, n_neighbors: int, **kwargs):
-    """Exact Euclidean neighbours (self first): deterministic, and no numba compilation."""
+def _exact_neighbors(X: np.ndarray, n_neighbors: int) -> NeighborsResults:
+    """Exact Euclidean neighbours of every cell, itself first (scikit-learn)."""
     from scib_metrics.nearest_neighbors import NeighborsResults
     from sklearn.neighbors import NearestNeighbors
 
@@ -377,94 +386,14 @@ def _tidy(wide: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _rename_table_methods(table, names: Mapping[str, str]) -> None:
-    """Show method names instead of the internal obsm keys in scib-metrics' table."""
+def _relabel_table(table: Table, methods: Mapping[str, str], columns: Mapping[str, str]) -> None:
+    """Show method names instead of the internal obsm keys, and our metric names, in the table."""
     for text in table.ax.texts:
         label = text.get_text()
-        if label in names:
+        if label in columns:
+            text.set_text(columns[label])
+        elif label in methods:
             # the method column is narrow: long names go on two smaller lines
-            text.set_text(textwrap.fill(names[label], 18))
-            if len(names[label]) > 18:
+            text.set_text(textwrap.fill(methods[label], 18))
+            if len(methods[label]) > 18:
                 text.set_fontsize(8)
-
-
-def plot_umap_grid(
-    adata: ad.AnnData,
-    embeddings: Mapping[str, str],
-    label_key: str,
-    batch_key: str,
-    seed: int = 0,
-    n_neighbors: int = 15,
-) -> plt.Figure:
-    """UMAP of each embedding: one column per method, coloured by label (top) and batch (bottom).
-
-    Parameters
-    ----------
-    adata
-        Cells; not modified.
-    embeddings
-        ``{method name: obsm key}``.
-    label_key, batch_key
-        Categorical ``obs`` columns to colour by.
-    seed
-        Seed of UMAP.
-    n_neighbors
-        Neighbours of the kNN graph UMAP is built on.
-
-    Returns
-    -------
-    The figure.
-    """
-    import scanpy as sc
-
-    colour_by = [label_key, batch_key]
-    palettes = {}
-    for key in colour_by:
-        cats = pd.Categorical(adata.obs[key].astype(str))
-        palette = (
-            sc.pl.palettes.default_20
-            if len(cats.categories) <= 20
-            else (sc.pl.palettes.default_102)
-        )
-        palettes[key] = (cats, [palette[i % len(palette)] for i in range(len(cats.categories))])
-    n = len(embeddings)
-    fig, axes = plt.subplots(2, n, figsize=(3.2 * n + 1.8, 6.4), squeeze=False)
-    order = np.random.default_rng(seed).permutation(adata.n_obs)  # no batch drawn on top
-    for col, (name, key) in enumerate(embeddings.items()):
-        tmp = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names))
-        tmp.obsm["rep"] = np.asarray(adata.obsm[key])
-        sc.pp.neighbors(tmp, use_rep="rep", n_neighbors=n_neighbors, random_state=seed)
-        sc.tl.umap(tmp, random_state=seed)
-        xy = tmp.obsm["X_umap"][order]
-        for row, obs_key in enumerate(colour_by):
-            cats, colours = palettes[obs_key]
-            ax = axes[row, col]
-            ax.scatter(
-                xy[:, 0],
-                xy[:, 1],
-                c=np.asarray(colours)[cats.codes[order]],
-                s=max(0.5, 6000 / adata.n_obs),
-                linewidths=0,
-                rasterized=True,
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name)
-            if col == 0:
-                ax.set_ylabel(obs_key)
-            if col == n - 1:
-                handles = [
-                    plt.Line2D([], [], marker="o", ls="", color=c, label=cat)
-                    for cat, c in zip(cats.categories, colours, strict=True)
-                ]
-                ax.legend(
-                    handles=handles,
-                    loc="center left",
-                    bbox_to_anchor=(1.0, 0.5),
-                    frameon=False,
-                    fontsize=7,
-                    ncol=1 if len(handles) <= 16 else 2,
-                )
-    fig.tight_layout()
-    return fig

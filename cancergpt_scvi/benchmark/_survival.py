@@ -1,4 +1,4 @@
-"""Cross-validated comparison of survival features: embeddings against the usual baselines."""
+"""Survival benchmarks: cross-validation of a SurvivalModel, and feature sets compared on it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from collections.abc import Mapping, Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
+import torch
 from scipy import sparse
 from sklearn.decomposition import PCA
-from sklearn.model_selection import StratifiedKFold
+from tqdm.auto import tqdm
 
+from cancergpt_scvi._extras import require
 from cancergpt_scvi.bulk import BulkKind, bulk_log_expression
 from cancergpt_scvi.survival import (
     SurvivalModel,
@@ -19,6 +21,8 @@ from cancergpt_scvi.survival import (
     logrank_pvalue,
     risk_groups,
 )
+
+from ._cross_validation import survival_folds
 
 #: Default penalty strength of each kind of feature set (standardised features; wider
 #: feature sets need more shrinkage).
@@ -43,6 +47,151 @@ def _clinical_matrix(
     return frame.loc[:, frame.std(axis=0) > 0].to_numpy()
 
 
+def _outcome(model: SurvivalModel) -> tuple[np.ndarray, np.ndarray]:
+    """Durations and event indicators registered with ``model``."""
+    setup = model.registry_["setup_args"]
+    obs = model.adata.obs
+    return (
+        obs[setup["duration_key"]].to_numpy(dtype=float),
+        obs[setup["event_key"]].to_numpy(dtype=float),
+    )
+
+
+def _percentile_among(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Share of ``reference`` below each value, ties counted one half."""
+    ref = np.sort(reference)
+    below = np.searchsorted(ref, values, side="left")
+    at_or_below = np.searchsorted(ref, values, side="right")
+    return (below + at_or_below) / (2.0 * len(ref))
+
+
+def _fit_fold(
+    model: SurvivalModel, train: np.ndarray, alpha: float, seed: int, **train_kwargs
+) -> SurvivalModel:
+    """A fresh model of ``model``'s configuration (penalty ``alpha``) trained on ``train``."""
+    kwargs = {**model.init_params_["non_kwargs"], "alpha": alpha}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        fold_model = type(model)(model.adata, **kwargs)
+        fold_model.train(train_indices=train, **train_kwargs)
+    return fold_model
+
+
+def _tune_alpha(
+    model: SurvivalModel,
+    train: np.ndarray,
+    alphas: Sequence[float],
+    inner_folds: int,
+    seed: int,
+    **train_kwargs,
+) -> float:
+    """The penalty of highest mean Harrell's C over inner folds of ``train`` (ties: larger)."""
+    durations, events = _outcome(model)
+    try:
+        splits = survival_folds(events[train], n_folds=inner_folds, seed=seed)
+    except ValueError as err:
+        raise ValueError(f"Cannot tune alpha in an outer training fold: {err}") from err
+    scores = []
+    for alpha in alphas:
+        c = []
+        for k, (tr, te) in enumerate(splits):
+            fold_model = _fit_fold(model, train[tr], alpha, seed * 1000 + k, **train_kwargs)
+            risk = fold_model.predict_risk(indices=train[te])
+            c.append(concordance_harrell(durations[train[te]], events[train[te]], risk))
+        scores.append((float(np.mean(c)), alpha))
+    return max(scores)[1]  # highest C; on a tie, the larger alpha
+
+
+def cross_validate_survival(
+    model: SurvivalModel,
+    n_folds: int = 5,
+    seed: int = 0,
+    alpha: float | Sequence[float] | None = None,
+    inner_folds: int = 3,
+    progress_bar: bool = True,
+    **train_kwargs,
+) -> pd.DataFrame:
+    """Stratified K-fold cross-validation of a :class:`~cancergpt_scvi.survival.SurvivalModel`.
+
+    Each fold fits a fresh model of ``model``'s configuration on the fold's training samples
+    (standardisation included) and scores its held-out samples with Harrell's C and Uno's C
+    (the censoring-weighted C, with the censoring distribution of the training samples).
+    Folds are stratified on the event indicator (:func:`survival_folds`), so each test fold
+    holds events. ``model`` itself is not trained; its ``cv_results_``, ``oof_risk_`` (each
+    sample's held-out risk) and ``oof_risk_percentile_`` (that risk as a percentile of the
+    fold's training risks) are set, for
+    :meth:`~cancergpt_scvi.survival.SurvivalModel.risk_groups` and
+    :meth:`~cancergpt_scvi.survival.SurvivalModel.plot_kaplan_meier`. Needs the
+    ``[survival]`` extra.
+
+    Parameters
+    ----------
+    model
+        A :class:`~cancergpt_scvi.survival.SurvivalModel` whose AnnData holds the outcomes.
+    n_folds
+        Number of folds (at least 2, at most the number of events).
+    seed
+        Seed of the fold assignment and of the fold models' initialisation.
+    alpha
+        Penalty of the fold models: ``None`` keeps ``model``'s; a list of values tunes it in
+        each fold by an inner ``inner_folds``-fold cross-validation of the fold's training
+        samples (highest mean Harrell's C; on a tie the larger penalty).
+    inner_folds
+        Folds of the inner cross-validation when ``alpha`` is a list.
+    progress_bar
+        Show a progress bar over folds.
+    **train_kwargs
+        Passed to :meth:`~cancergpt_scvi.survival.SurvivalModel.train`.
+
+    Returns
+    -------
+    One row per fold (``n_train``, ``n_test``, ``n_events_test``, ``alpha``,
+    ``c_index_harrell``, ``c_index_uno``), then rows ``mean`` and ``std`` (the spread across
+    folds).
+    """
+    require("sksurv.metrics", extra="survival", feature="cross_validate_survival")
+    durations, events = _outcome(model)
+    n = len(durations)
+    folds = survival_folds(events, n_folds=n_folds, seed=seed)
+    if alpha is None:
+        alphas = [model.module.alpha]
+    else:
+        alphas = [float(a) for a in np.atleast_1d(alpha)]
+        if not alphas or min(alphas) < 0:
+            raise ValueError(f"alpha must be non-negative values, got {alpha!r}.")
+    train_kwargs.setdefault("enable_progress_bar", False)
+    oof_risk = np.full(n, np.nan)
+    oof_pct = np.full(n, np.nan)
+    rows = []
+    for k, (tr, te) in enumerate(tqdm(folds, desc="CV folds", disable=not progress_bar)):
+        fold_alpha = alphas[0]
+        if len(alphas) > 1:
+            fold_alpha = _tune_alpha(model, tr, alphas, inner_folds, seed, **train_kwargs)
+        fold_model = _fit_fold(model, tr, fold_alpha, seed * 1000 + k, **train_kwargs)
+        risk_te = fold_model.predict_risk(indices=te)
+        oof_risk[te] = risk_te
+        oof_pct[te] = _percentile_among(fold_model.predict_risk(indices=tr), risk_te)
+        rows.append(
+            {
+                "n_train": len(tr),
+                "n_test": len(te),
+                "n_events_test": int(events[te].sum()),
+                "alpha": fold_alpha,
+                "c_index_harrell": concordance_harrell(durations[te], events[te], risk_te),
+                "c_index_uno": concordance_uno(
+                    durations[tr], events[tr], durations[te], events[te], risk_te
+                ),
+            }
+        )
+    table = pd.DataFrame(rows, index=[f"fold {k}" for k in range(n_folds)])
+    table.loc["mean"] = table.mean(numeric_only=True)
+    table.loc["std"] = table.iloc[:n_folds].std(numeric_only=True)
+    model.cv_results_ = table
+    model.oof_risk_ = oof_risk
+    model.oof_risk_percentile_ = oof_pct
+    return table
+
+
 def compare_survival_features(
     adata: ad.AnnData,
     duration_key: str = "duration",
@@ -56,14 +205,15 @@ def compare_survival_features(
     n_top_genes: int = 500,
     n_folds: int = 5,
     seed: int = 0,
-    alphas: Mapping[str, float] | None = None,
+    alphas: Mapping[str, float | Sequence[float]] | None = None,
+    inner_folds: int = 3,
     true_risk_key: str | None = None,
     progress_bar: bool = True,
 ) -> pd.DataFrame:
     """Cross-validated C-index of penalised Cox models on several feature sets.
 
-    Every feature set is scored on the same stratified folds with a linear
-    :class:`~cancergpt_scvi.survival.SurvivalModel`:
+    Every feature set is scored on the same stratified folds (:func:`cross_validate_survival`)
+    with a linear :class:`~cancergpt_scvi.survival.SurvivalModel`:
 
     * each embedding in ``embeddings`` (e.g. CancerGPT embeddings of the bulk samples),
       alone and, when covariates are given, together with them;
@@ -73,7 +223,7 @@ def compare_survival_features(
     * ``true risk``: the C-index of a known risk score on the same test folds (simulations).
 
     PCA and gene variance are computed on all samples without their outcomes (unsupervised,
-    so no outcome leaks into the folds).
+    so no outcome leaks into the folds). Needs the ``[survival]`` extra.
 
     Parameters
     ----------
@@ -94,7 +244,11 @@ def compare_survival_features(
     n_folds, seed
         Cross-validation folds and seed (the same folds for every feature set).
     alphas
-        Penalty strength per kind of feature set (keys of :data:`DEFAULT_ALPHAS`).
+        Penalty strength per kind of feature set (keys of :data:`DEFAULT_ALPHAS`); a list of
+        values is tuned in each fold by inner cross-validation (see
+        :func:`cross_validate_survival`).
+    inner_folds
+        Folds of that inner cross-validation.
     true_risk_key
         ``obs`` column of a known risk, for an oracle row.
     progress_bar
@@ -102,10 +256,12 @@ def compare_survival_features(
 
     Returns
     -------
-    One row per feature set with ``n_features``, the mean and standard deviation over folds
-    of Harrell's and Uno's C, and ``logrank_p``, the log-rank p-value of a median split of
-    the held-out risks (cut at each fold's training median).
+    One row per feature set with ``n_features``, ``alpha`` (the mean over folds of the
+    penalty used), the mean and standard deviation over folds of Harrell's and Uno's C, and
+    ``logrank_p``, the log-rank p-value of a median split of the held-out risks (cut at each
+    fold's training median).
     """
+    require("sksurv.metrics", extra="survival", feature="compare_survival_features")
     alphas = {**DEFAULT_ALPHAS, **(alphas or {})}
     covariate_keys = list(covariate_keys or [])
     categorical_covariate_keys = list(categorical_covariate_keys or [])
@@ -114,7 +270,7 @@ def compare_survival_features(
         if key not in adata.obs:
             raise KeyError(f"{key!r} is not a column of adata.obs.")
     work = ad.AnnData(obs=adata.obs[keep].copy())
-    feature_sets: list[tuple[str, str, float, bool]] = []
+    feature_sets: list[tuple[str, str, float | Sequence[float], bool]] = []
     for name, key in (embeddings or {}).items():
         if key not in adata.obsm:
             raise KeyError(f"Embedding {name!r}: {key!r} is not in adata.obsm.")
@@ -150,14 +306,21 @@ def compare_survival_features(
             categorical_covariate_keys=categorical_covariate_keys if with_covariates else None,
             embedding_key=key,
         )
-        model = SurvivalModel(work, alpha=alpha)
-        table = model.cross_validate(n_folds=n_folds, seed=seed, progress_bar=progress_bar)
+        model = SurvivalModel(work)
+        table = cross_validate_survival(
+            model,
+            n_folds=n_folds,
+            seed=seed,
+            alpha=alpha,
+            inner_folds=inner_folds,
+            progress_bar=progress_bar,
+        )
         groups = risk_groups(model.oof_risk_percentile_, "median")
         rows.append(
             {
                 "features": name,
                 "n_features": int(model.module.n_design),
-                "alpha": alpha,
+                "alpha": table.loc["mean", "alpha"],
                 "c_index_harrell": table.loc["mean", "c_index_harrell"],
                 "c_index_harrell_std": table.loc["std", "c_index_harrell"],
                 "c_index_uno": table.loc["mean", "c_index_uno"],
@@ -172,16 +335,21 @@ def compare_survival_features(
     return pd.DataFrame(rows).set_index("features")
 
 
-def _oracle_row(obs, true_risk, duration_key, event_key, n_folds, seed) -> dict:
-    """C-index of a known risk on the same test folds that cross_validate uses."""
+def _oracle_row(
+    obs: pd.DataFrame,
+    true_risk: pd.Series,
+    duration_key: str,
+    event_key: str,
+    n_folds: int,
+    seed: int,
+) -> dict:
+    """C-index of a known risk on the same test folds that cross_validate_survival uses."""
     d = obs[duration_key].to_numpy(float)
     e = obs[event_key].to_numpy(float)
     risk = np.asarray(true_risk, float)
-    n, n_events = len(d), int(e.sum())
-    strat = e.astype(int) if (n - n_events) >= n_folds else np.zeros(n, dtype=int)
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    n = len(d)
     harrell, uno = [], []
-    for tr, te in folds.split(np.zeros(n), strat):
+    for tr, te in survival_folds(e, n_folds=n_folds, seed=seed):
         harrell.append(concordance_harrell(d[te], e[te], risk[te]))
         uno.append(concordance_uno(d[tr], e[tr], d[te], e[te], risk[te]))
     pct = pd.Series(risk).rank(pct=True).to_numpy() - 0.5 / n

@@ -41,6 +41,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from cancergpt_scvi._listing import listing
+from cancergpt_scvi.data import gene_symbols
+
 if TYPE_CHECKING:
     from cancergpt_scvi.model import CancerGPTModel
 
@@ -111,21 +114,42 @@ def select_bulk_genes(
     n_genes: int,
     genes: GeneChoice = "hvg",
 ) -> np.ndarray:
-    """Column indices of the genes to embed (``"hvg"``) or a per-sample mask (``"top_expressed"``).
+    """The genes of each bulk sample that :func:`embed_bulk` turns into tokens.
 
-    ``"hvg"`` ranks the model's known genes by scanpy's ``cell_ranger`` dispersion on the log
-    expression (the release's zero-shot gene selection) and returns the top ``n_genes``
-    columns in their original order. ``"top_expressed"`` returns a boolean
-    ``(n_samples, n_genes_total)`` mask of each sample's ``n_genes`` highest known genes.
+    Parameters
+    ----------
+    log_expr
+        ``(n_samples, n_genes_total)`` log expression from :func:`bulk_log_expression`.
+    symbols
+        Gene symbol of each column.
+    known
+        Symbols the model has a token for; only these are candidates.
+    n_genes
+        Genes to choose (per sample for ``"top_expressed"``).
+    genes
+        ``"hvg"``: the known genes ranked by scanpy's ``cell_ranger`` dispersion on the log
+        expression (the release's zero-shot gene selection), one set for every sample.
+        ``"top_expressed"``: each sample's highest known genes.
+
+    Returns
+    -------
+    For ``"hvg"``, the column indices of the chosen genes in their original order; for
+    ``"top_expressed"``, a boolean ``(n_samples, n_genes_total)`` mask of each sample's
+    chosen (expressed) genes.
+
+    Raises
+    ------
+    ValueError
+        No symbol is known to the model, or ``genes`` is not one of the two choices.
     """
     import scanpy as sc
 
     is_known = np.array([s in known for s in symbols])
     if not is_known.any():
         raise ValueError(
-            f"None of the bulk genes are among the model's genes (bulk: {list(symbols[:3])}, "
-            "...). Match gene identifiers: pass gene_symbols_key with the var column that "
-            "holds gene symbols."
+            f"None of the bulk genes are among the model's genes (bulk: {listing(symbols, 3)}). "
+            "Match gene identifiers: pass gene_symbols_key with the var column that holds "
+            "gene symbols."
         )
     cand = np.flatnonzero(is_known)
     if genes == "hvg":
@@ -198,7 +222,8 @@ def embed_bulk(
     Returns
     -------
     ``(n_samples, embed_dim)`` float32 array of L2-normalised embeddings, in the order of
-    ``adata_bulk.obs_names``; store it in ``adata_bulk.obsm`` for :class:`SurvivalModel`.
+    ``adata_bulk.obs_names``; store it in ``adata_bulk.obsm`` for
+    :class:`~cancergpt_scvi.survival.SurvivalModel`.
     """
     if adata_bulk.n_obs == 0:
         raise ValueError("adata_bulk has no samples.")
@@ -206,15 +231,7 @@ def embed_bulk(
         raise KeyError(f"layer={layer!r} is not in adata_bulk.layers ({list(adata_bulk.layers)}).")
     matrix = adata_bulk.X if layer is None else adata_bulk.layers[layer]
     matrix = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
-    if gene_symbols_key is None:
-        symbols = np.asarray(adata_bulk.var_names.astype(str))
-    else:
-        if gene_symbols_key not in adata_bulk.var.columns:
-            raise KeyError(
-                f"gene_symbols_key={gene_symbols_key!r} is not a column of adata_bulk.var "
-                f"(columns: {list(adata_bulk.var.columns)})."
-            )
-        symbols = np.asarray(adata_bulk.var[gene_symbols_key].astype(str))
+    symbols = np.asarray(gene_symbols(adata_bulk, gene_symbols_key))
     log_expr = bulk_log_expression(matrix, kind)
     # one column per symbol: duplicated symbols (several probes of a gene) keep the first
     _, first = np.unique(symbols, return_index=True)

@@ -187,10 +187,10 @@ class _H5adSource:
         self._file = None
         self._indptr = None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict:
         return {"path": self.path, "layer": self.layer}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict) -> None:
         self.__init__(state["path"], state["layer"])
 
     @property

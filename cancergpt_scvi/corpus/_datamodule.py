@@ -10,10 +10,11 @@ from lightning.pytorch import LightningDataModule
 from scvi.data import AnnDataManager
 from scvi.dataloaders import BatchDistributedSampler
 from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from cancergpt_scvi._constants import TECHNOLOGY_KEY, TISSUE_KEY, X_KEY
 from cancergpt_scvi.data import oversampling_weights
-from cancergpt_scvi.train import DistributedOversampler, ResumableDataLoader, distributed_world
+from cancergpt_scvi.train import DistributedOversampler, distributed_world
 
 from ._corpus import Corpus
 
@@ -21,10 +22,20 @@ logger = logging.getLogger(__name__)
 
 
 class CorpusDataset(Dataset):
-    """Minibatches of a corpus as the tensors a model registered them: one read per batch.
+    """Minibatches of a corpus, keyed as the model registered its fields: one read per batch.
 
     Indexed by a list of positions (into ``indices``); returns the expression as a dense
     ``(B, n_vars)`` float32 array and each categorical covariate as ``(B, 1)`` codes.
+
+    Parameters
+    ----------
+    corpus
+        The cells.
+    indices
+        Corpus indices of the cells this dataset serves (position ``i`` is cell
+        ``indices[i]``).
+    codes
+        Registry key to the code of every corpus cell (see ``registered_codes``).
     """
 
     def __init__(self, corpus: Corpus, indices: np.ndarray, codes: dict[str, np.ndarray]):
@@ -97,9 +108,11 @@ class CorpusDataModule(LightningDataModule):
     Pass it as ``model.train(datamodule=...)``. The training loader draws an oversampled
     epoch (tissue- and technology-aware weights from ``obs`` alone,
     :func:`~cancergpt_scvi.data.oversampling_weights`) through a
-    :class:`DistributedOversampler`: under DDP each rank takes its own share of one common
-    stream. Its position is saved in Lightning checkpoints, so training resumed from a
-    checkpoint (:class:`StepCheckpoint`) continues the interrupted epoch.
+    :class:`~cancergpt_scvi.train.DistributedOversampler`: under DDP each rank takes its own
+    share of one common stream. The loader is a
+    :class:`~torchdata.stateful_dataloader.StatefulDataLoader`, whose position Lightning saves
+    in its checkpoints, so training resumed from a checkpoint
+    (:class:`~cancergpt_scvi.train.StepCheckpoint`) continues the interrupted epoch.
 
     Parameters
     ----------
@@ -184,7 +197,7 @@ class CorpusDataModule(LightningDataModule):
         """Oversampling weight of each training cell, from ``obs`` only."""
         cells = self.train_indices
 
-        def labels(key):
+        def labels(key: str) -> np.ndarray | None:
             if key not in self.codes:
                 return None
             return self.categories[key][self.codes[key][cells]]
@@ -194,7 +207,9 @@ class CorpusDataModule(LightningDataModule):
         weights, self.sampling_summary = oversampling_weights(tissue, labels(TECHNOLOGY_KEY))
         return weights
 
-    def train_sampler(self, num_replicas: int | None = None, rank: int | None = None):
+    def train_sampler(
+        self, num_replicas: int | None = None, rank: int | None = None
+    ) -> DistributedOversampler:
         """The training sampler (default: the ranks of the running process group)."""
         if self.oversample:
             weights = self.train_weights()
@@ -213,8 +228,8 @@ class CorpusDataModule(LightningDataModule):
             rank=rank,
         )
 
-    def train_dataloader(self) -> ResumableDataLoader:
-        """Oversampled (or shuffled) batches of this rank's share."""
+    def train_dataloader(self) -> StatefulDataLoader:
+        """Oversampled (or shuffled) batches of this rank's share, resumable mid-epoch."""
         sampler = self.train_sampler()
         logger.info(
             "Corpus epoch: %d draws from %d training cells, %d per rank.",
@@ -223,7 +238,7 @@ class CorpusDataModule(LightningDataModule):
             sampler.draws_per_rank,
         )
         dataset = CorpusDataset(self.corpus, self.train_indices, self.codes)
-        return ResumableDataLoader(dataset, sampler, **self.loader_kwargs)
+        return StatefulDataLoader(dataset, sampler=sampler, batch_size=None, **self.loader_kwargs)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation cells in order, split between ranks."""

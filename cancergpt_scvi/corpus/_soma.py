@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from cancergpt_scvi._extras import require
 from cancergpt_scvi.data import GeneVocab
 
 from ._corpus import Corpus, categorical_union, gene_space
@@ -20,7 +22,8 @@ class SomaCorpus(Corpus):
     The cells are those that ``obs_value_filter`` selects; only their ``soma_joinid`` and the
     ``obs_keys`` columns are read into memory. Expression is read from the ``X`` array a
     minibatch at a time, in each process that trains (the experiment is opened lazily per
-    process, so the corpus pickles for multi-process training).
+    process, so the corpus pickles for multi-process training). Needs ``tiledbsoma``, from the
+    ``atlas`` extra (``pip install 'cancergpt-scvi[atlas]'``).
 
     Parameters
     ----------
@@ -119,15 +122,15 @@ class SomaCorpus(Corpus):
             index=pd.RangeIndex(len(obs)),
         )
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_experiment"], state["_pid"] = None, None
         return state
 
     @property
-    def experiment(self):
-        """The opened experiment (reopened in each new process)."""
-        import tiledbsoma as soma
+    def experiment(self) -> Any:
+        """The opened :class:`tiledbsoma.Experiment` (reopened in each new process)."""
+        soma = require("tiledbsoma", extra="atlas", feature="SomaCorpus")
 
         if self._pid != os.getpid():
             context = soma.SOMATileDBContext(tiledb_config=self.tiledb_config or None)

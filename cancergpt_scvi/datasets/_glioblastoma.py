@@ -6,14 +6,12 @@ from collections.abc import Mapping
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 
 from ._malignant_atlas import (
     TECHNOLOGIES,
     assemble_cells,
-    copy_number_profile,
     make_genetic_background,
-    sample_counts,
+    simulate_tumour,
 )
 
 #: Glioblastoma malignant states (Neftel et al., 2019) and the gene program each one draws.
@@ -133,38 +131,22 @@ def simulate_glioblastoma(
 
     blocks, obs_rows = [], []
     for p_idx in range(n_patients):
-        n_p = int(n_per_patient[p_idx])
-        tech = tech_names[patient_tech[p_idx]]
-        params = TECHNOLOGIES[tech]
-        patient = f"{patient_prefix}{p_idx:02d}"
         state_p = rng.dirichlet(np.full(len(state_names), state_concentration))
-        cell_states = rng.choice(len(state_names), size=n_p, p=state_p)
-        cnv = copy_number_profile(n_genes, rng, n_segments=int(rng.integers(3, 8)))
-        if rng.random() < hallmark_cnv_rate:
-            cnv = cnv + hallmark
-        patient_offset = rng.normal(0.0, 0.25, size=n_genes)
-        log_mean = (
-            bg.base_log_mean
-            + bg.tissue_programs["Brain"]
-            + cnv
-            + patient_offset
-            + bg.technology_bias[tech]
-            + state_matrix[cell_states]
-            + rng.normal(0.0, 0.2, size=(n_p, n_genes))
+        counts, obs = simulate_tumour(
+            bg,
+            rng,
+            patient=f"{patient_prefix}{p_idx:02d}",
+            n_cells=int(n_per_patient[p_idx]),
+            tissue="Brain",
+            technology=tech_names[patient_tech[p_idx]],
+            state_names=state_names,
+            state_programs=state_matrix,
+            state_p=state_p,
+            hallmark_cnv=hallmark,
+            hallmark_cnv_rate=hallmark_cnv_rate,
         )
-        depth = np.exp(rng.normal(params["log_depth"], params["depth_sd"], size=n_p))
-        blocks.append(sample_counts(log_mean, depth, params["theta"], rng))
-        obs_rows.append(
-            pd.DataFrame(
-                {
-                    "tissue": "Brain",
-                    "technology": tech,
-                    "patient": patient,
-                    "batch": patient,
-                    "cell_state": np.asarray(state_names)[cell_states],
-                }
-            )
-        )
+        blocks.append(counts)
+        obs_rows.append(obs)
     adata = assemble_cells(blocks, obs_rows, bg, cell_prefix=f"{patient_prefix}-")
     adata.obs["cell_state"] = adata.obs["cell_state"].cat.set_categories(state_names)
     return adata

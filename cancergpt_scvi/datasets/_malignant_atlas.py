@@ -155,10 +155,125 @@ def sample_counts(
     return sparse.csr_matrix(counts)
 
 
+def tumour_log_mean(
+    bg: GeneticBackground,
+    rng: np.random.Generator,
+    n_cells: int,
+    tissue: str,
+    state_programs: np.ndarray,
+    state_p: np.ndarray,
+    technology: str | None = None,
+    hallmark_cnv: np.ndarray | None = None,
+    hallmark_cnv_rate: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the malignant cells of one tumour: each cell's state and its log mean expression.
+
+    A cell's log mean is the baseline, the tissue program, the tumour's copy-number profile
+    (contiguous gains and losses, plus ``hallmark_cnv`` with probability
+    ``hallmark_cnv_rate``), a tumour-specific offset, the gene-specific bias of
+    ``technology``, the program of the cell's state and cell-level noise. Every simulator
+    draws its tumours with this function, so their cells share one model.
+
+    Parameters
+    ----------
+    bg
+        The genetic background (genes, baseline, programs, technology biases).
+    rng
+        Generator of the draws (advanced in place).
+    n_cells
+        Cells of the tumour.
+    tissue
+        Tissue of origin: a key of ``bg.tissue_programs``.
+    state_programs
+        ``(n_states, n_genes)`` effect of each malignant state.
+    state_p
+        Share of each state among the tumour's cells.
+    technology
+        Key of ``bg.technology_bias`` to add; ``None`` adds no technology bias.
+    hallmark_cnv
+        Log copy-number shift per gene that the tumour carries with probability
+        ``hallmark_cnv_rate``; ``None`` draws no such event.
+    hallmark_cnv_rate
+        Probability of ``hallmark_cnv``.
+
+    Returns
+    -------
+    cell_states
+        Row of ``state_programs`` of each cell, ``(n_cells,)``.
+    log_mean
+        Log mean expression, ``(n_cells, n_genes)``.
+    """
+    n_genes = len(bg.gene_names)
+    cell_states = rng.choice(len(state_programs), size=n_cells, p=state_p)
+    cnv = copy_number_profile(n_genes, rng, n_segments=int(rng.integers(3, 8)))
+    if hallmark_cnv is not None and rng.random() < hallmark_cnv_rate:
+        cnv = cnv + hallmark_cnv
+    offset = rng.normal(0.0, 0.25, size=n_genes)
+    log_mean = bg.base_log_mean + bg.tissue_programs[tissue] + cnv + offset
+    if technology is not None:
+        log_mean = log_mean + bg.technology_bias[technology]
+    noise = rng.normal(0.0, 0.2, size=(n_cells, n_genes))
+    return cell_states, log_mean + state_programs[cell_states] + noise
+
+
+def simulate_tumour(
+    bg: GeneticBackground,
+    rng: np.random.Generator,
+    patient: str,
+    n_cells: int,
+    tissue: str,
+    technology: str,
+    state_names: Sequence[str],
+    state_programs: np.ndarray,
+    state_p: np.ndarray,
+    hallmark_cnv: np.ndarray | None = None,
+    hallmark_cnv_rate: float = 0.0,
+) -> tuple[sparse.csr_matrix, pd.DataFrame]:
+    """Simulate the single-cell counts of one tumour profiled by one technology.
+
+    Cells are drawn by :func:`tumour_log_mean` and sequenced at the depth and dispersion of
+    ``technology`` (:data:`TECHNOLOGIES`; an unknown technology gets those of ``"10x 3'"``).
+    The other parameters are those of :func:`tumour_log_mean`; ``state_names`` names the rows
+    of ``state_programs``.
+
+    Returns
+    -------
+    counts
+        ``(n_cells, n_genes)`` CSR float32 counts.
+    obs
+        ``tissue``, ``technology``, ``patient``, ``batch`` (equal to ``patient``) and
+        ``cell_state`` of each cell.
+    """
+    cell_states, log_mean = tumour_log_mean(
+        bg,
+        rng,
+        n_cells,
+        tissue,
+        state_programs,
+        state_p,
+        technology=technology,
+        hallmark_cnv=hallmark_cnv,
+        hallmark_cnv_rate=hallmark_cnv_rate,
+    )
+    params = TECHNOLOGIES.get(technology, TECHNOLOGIES["10x 3'"])
+    depth = np.exp(rng.normal(params["log_depth"], params["depth_sd"], size=n_cells))
+    counts = sample_counts(log_mean, depth, params["theta"], rng)
+    obs = pd.DataFrame(
+        {
+            "tissue": tissue,
+            "technology": technology,
+            "patient": patient,
+            "batch": patient,
+            "cell_state": np.asarray(state_names)[cell_states],
+        }
+    )
+    return counts, obs
+
+
 def assemble_cells(
     blocks: list[sparse.spmatrix],
     obs_rows: list[pd.DataFrame],
-    bg,
+    bg: GeneticBackground,
     cell_prefix: str = "",
 ) -> ad.AnnData:
     """Stack per-patient count blocks and their ``obs`` into one AnnData (categorical obs)."""
@@ -241,6 +356,7 @@ def simulate_malignant_atlas(
     tech_p /= tech_p.sum()
 
     bg = make_genetic_background(n_genes, tissue_names, states, tech_names, biology_seed)
+    state_matrix = np.stack([bg.state_programs[s] for s in states])
     cells_per_tissue = np.maximum(np.round(tissue_p * n_cells).astype(int), min_cells_per_tissue)
 
     blocks, obs_rows = [], []
@@ -255,35 +371,18 @@ def simulate_malignant_atlas(
             for k, tech in enumerate(sorted(missing)):
                 patient_tech[-(k + 1)] = tech
         for p_idx in range(n_patients_per_tissue):
-            n_p = int(n_per_patient[p_idx])
-            tech = tech_names[patient_tech[p_idx]]
-            params = TECHNOLOGIES.get(tech, TECHNOLOGIES["10x 3'"])
-            patient = f"{patient_prefix}{t_idx:02d}-{p_idx}"
             state_p = rng.dirichlet(np.full(len(states), 0.8))
-            cell_states = rng.choice(len(states), size=n_p, p=state_p)
-            cnv = copy_number_profile(n_genes, rng, n_segments=int(rng.integers(3, 8)))
-            patient_offset = rng.normal(0.0, 0.25, size=n_genes)
-            state_matrix = np.stack([bg.state_programs[s] for s in states])
-            log_mean = (
-                bg.base_log_mean
-                + bg.tissue_programs[tissue]
-                + cnv
-                + patient_offset
-                + bg.technology_bias[tech]
-                + state_matrix[cell_states]
-                + rng.normal(0.0, 0.2, size=(n_p, n_genes))
+            counts, obs = simulate_tumour(
+                bg,
+                rng,
+                patient=f"{patient_prefix}{t_idx:02d}-{p_idx}",
+                n_cells=int(n_per_patient[p_idx]),
+                tissue=tissue,
+                technology=tech_names[patient_tech[p_idx]],
+                state_names=states,
+                state_programs=state_matrix,
+                state_p=state_p,
             )
-            depth = np.exp(rng.normal(params["log_depth"], params["depth_sd"], size=n_p))
-            blocks.append(sample_counts(log_mean, depth, params["theta"], rng))
-            obs_rows.append(
-                pd.DataFrame(
-                    {
-                        "tissue": tissue,
-                        "technology": tech,
-                        "patient": patient,
-                        "batch": patient,
-                        "cell_state": np.asarray(states)[cell_states],
-                    }
-                )
-            )
+            blocks.append(counts)
+            obs_rows.append(obs)
     return assemble_cells(blocks, obs_rows, bg)

@@ -1,17 +1,20 @@
-"""Simulated pharmacogenomic screens: cell lines, drugs (real SMILES) and their responses."""
+"""Simulated pharmacogenomic screens: cell lines, drugs (real SMILES) and their responses.
+
+Drug structures need RDKit (extra ``[drug]``), imported when a drug library is built, so the
+other simulators of :mod:`cancergpt_scvi.datasets` work without it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-from rdkit import Chem, rdBase
-from rdkit.Chem import Descriptors
 
-from cancergpt_scvi.drug_response import parse_smiles
+from cancergpt_scvi._extras import require
 
 from ._malignant_atlas import (
     MALIGNANT_STATES,
@@ -69,22 +72,27 @@ EXAMPLE_DRUG_SMILES: dict[str, str] = {
     ),
 }
 
-# Descriptors through which a drug's structure shapes its simulated response.
+if TYPE_CHECKING:
+    from rdkit import Chem
+
+#: Names of the RDKit descriptors through which a drug's structure shapes its response.
 _DESCRIPTORS = (
-    Descriptors.MolLogP,
-    Descriptors.TPSA,
-    Descriptors.NumHDonors,
-    Descriptors.NumHAcceptors,
-    Descriptors.NumRotatableBonds,
-    Descriptors.NumAromaticRings,
-    Descriptors.FractionCSP3,
-    Descriptors.MolWt,
+    "MolLogP",
+    "TPSA",
+    "NumHDonors",
+    "NumHAcceptors",
+    "NumRotatableBonds",
+    "NumAromaticRings",
+    "FractionCSP3",
+    "MolWt",
 )
 _SUBSTITUENTS = ("C", "F", "Cl", "O", "N")
 
 
 def _analogue(mol: Chem.Mol, rng: np.random.Generator, n_substituents: int) -> str | None:
     """SMILES of ``mol`` with small substituents put on carbons that carry hydrogens."""
+    from rdkit import Chem, rdBase  # present: the callers required it
+
     sites = [
         a.GetIdx()
         for a in mol.GetAtoms()
@@ -117,9 +125,21 @@ def example_drug_library(n_drugs: int, seed: int = 0) -> dict[str, str]:
         Number of drugs.
     seed
         Seed of the analogues.
+
+    Returns
+    -------
+    Drug name to SMILES, ``n_drugs`` entries.
+
+    Raises
+    ------
+    ImportError
+        RDKit is not installed (extra ``[drug]``).
     """
     if n_drugs < 1:
         raise ValueError(f"n_drugs must be positive, got {n_drugs}.")
+    Chem = require("rdkit.Chem", extra="drug", feature="example_drug_library")
+    from cancergpt_scvi.drug_response import parse_smiles
+
     library = dict(list(EXAMPLE_DRUG_SMILES.items())[:n_drugs])
     rng = np.random.default_rng(seed)
     bases = [(name, parse_smiles(s, name)) for name, s in EXAMPLE_DRUG_SMILES.items()]
@@ -183,7 +203,19 @@ class SimulatedDrugResponse:
     def expected_response(
         self, pairs: pd.DataFrame, cell_line_key: str = "cell_line", drug_key: str = "drug"
     ) -> np.ndarray:
-        """Noise-free response of each (cell line, drug) row of ``pairs``: the oracle."""
+        """Noise-free response of each (cell line, drug) row of ``pairs``: the oracle.
+
+        Parameters
+        ----------
+        pairs
+            Table with a cell-line and a drug column.
+        cell_line_key, drug_key
+            Names of those columns.
+
+        Returns
+        -------
+        Expected response of each row, in order.
+        """
         cells = pairs[cell_line_key].to_numpy()
         drugs = pairs[drug_key].to_numpy()
         tissue = self.adata.obs["tissue"].astype(str).reindex(cells).to_numpy()
@@ -197,6 +229,7 @@ class SimulatedDrugResponse:
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
+    """Columns of ``x`` centred and scaled to unit variance (constant columns centred only)."""
     sd = x.std(0)
     return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
 
@@ -257,7 +290,19 @@ def simulate_drug_response(
         Seed of the sampling (cell lines, drug parameters, noise).
     biology_seed
         Seed of the gene programs (see :func:`~cancergpt_scvi.datasets.simulate_malignant_atlas`).
+
+    Returns
+    -------
+    The screen and its generating function.
+
+    Raises
+    ------
+    ImportError
+        RDKit is not installed (extra ``[drug]``).
     """
+    descriptors = require("rdkit.Chem.Descriptors", extra="drug", feature="simulate_drug_response")
+    from cancergpt_scvi.drug_response import parse_smiles
+
     if n_cell_lines < 2:
         raise ValueError(f"n_cell_lines must be at least 2, got {n_cell_lines}.")
     if not 0.0 <= missing_fraction < 1.0:
@@ -307,7 +352,8 @@ def simulate_drug_response(
     smiles = example_drug_library(n_drugs, seed=seed)
     drug_names = list(smiles)
     mols = [parse_smiles(s, name) for name, s in smiles.items()]
-    structure = _standardise(np.asarray([[f(m) for f in _DESCRIPTORS] for m in mols]))
+    functions = [getattr(descriptors, name) for name in _DESCRIPTORS]
+    structure = _standardise(np.asarray([[f(m) for f in functions] for m in mols]))
 
     def structured(n_out: int) -> np.ndarray:
         from_structure = structure @ rng.normal(size=(structure.shape[1], n_out))

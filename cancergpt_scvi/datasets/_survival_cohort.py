@@ -10,9 +10,9 @@ import pandas as pd
 
 from ._malignant_atlas import (
     MALIGNANT_STATES,
-    copy_number_profile,
     make_genetic_background,
     sample_counts,
+    tumour_log_mean,
 )
 
 #: Stromal cell types mixed into each bulk tumour sample (drawn as extra gene programs).
@@ -153,16 +153,8 @@ def simulate_survival_cohort(
     purities = np.clip(rng.beta(*purity, size=n_patients), 0.1, 0.98)
     log_means = np.empty((n_patients, n_genes))
     for p in range(n_patients):
-        cell_states = rng.choice(len(states), size=cells_per_patient, p=fractions[p])
-        cnv = copy_number_profile(n_genes, rng, n_segments=int(rng.integers(3, 8)))
-        offset = rng.normal(0.0, 0.25, size=n_genes)
-        cell_log_mean = (
-            bg.base_log_mean
-            + bg.tissue_programs[tissue]
-            + cnv
-            + offset
-            + state_matrix[cell_states]
-            + rng.normal(0.0, 0.2, size=(cells_per_patient, n_genes))
+        _, cell_log_mean = tumour_log_mean(
+            bg, rng, cells_per_patient, tissue, state_matrix, fractions[p]
         )
         # a bulk library pools the RNA of its cells: the sum of their expression proportions
         malignant = _softmax_rows(cell_log_mean).mean(axis=0)

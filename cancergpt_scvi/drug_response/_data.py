@@ -11,21 +11,18 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.model_selection import GroupShuffleSplit
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SubsetRandomSampler
+
+from cancergpt_scvi._listing import listing
 
 from ._molecules import DrugFeaturizer, parse_smiles
 
 logger = logging.getLogger(__name__)
 
 
-def _examples(values: Sequence, n: int = 5) -> str:
-    values = list(values)
-    shown = ", ".join(repr(v) for v in values[:n])
-    return shown + (", ..." if len(values) > n else "")
-
-
 def validate_smiles(smiles: Mapping[str, str] | pd.Series, drugs: Sequence[str]) -> dict[str, str]:
-    """Check that every drug has a SMILES that RDKit parses; return name -> SMILES.
+    """Check that every drug has a SMILES that RDKit parses.
 
     Parameters
     ----------
@@ -34,11 +31,20 @@ def validate_smiles(smiles: Mapping[str, str] | pd.Series, drugs: Sequence[str])
         ``drugs`` (they can be predicted later).
     drugs
         Drugs that must have a structure.
+
+    Returns
+    -------
+    Drug name (as a string) to SMILES, for every drug of ``smiles``.
+
+    Raises
+    ------
+    ValueError
+        A drug is named twice, a drug of ``drugs`` has no SMILES, or a SMILES does not parse.
     """
     if isinstance(smiles, pd.Series):
         if smiles.index.has_duplicates:
             dup = smiles.index[smiles.index.duplicated()].unique()
-            raise ValueError(f"smiles names drug(s) {_examples(dup)} more than once.")
+            raise ValueError(f"smiles names drug(s) {listing(dup)} more than once.")
         smiles = smiles.to_dict()
     if not isinstance(smiles, Mapping):
         raise TypeError(
@@ -50,7 +56,7 @@ def validate_smiles(smiles: Mapping[str, str] | pd.Series, drugs: Sequence[str])
     ]
     if missing:
         raise ValueError(
-            f"{len(missing)} drug(s) have no SMILES: {_examples(missing)}. Give a SMILES string "
+            f"{len(missing)} drug(s) have no SMILES: {listing(missing)}. Give a SMILES string "
             "for every drug of the response table (drug structures drive the drug branch)."
         )
     for name, s in smiles.items():
@@ -84,6 +90,10 @@ def response_matrix(
     duplicates
         What to do with a (cell line, drug) pair measured more than once: ``"refuse"``
         (an error) or ``"mean"`` (average the replicates).
+
+    Returns
+    -------
+    float32 matrix indexed by ``cell_lines``, one column per drug.
     """
     if not isinstance(responses, pd.DataFrame):
         raise TypeError(f"responses must be a pandas DataFrame, got {type(responses)}.")
@@ -108,7 +118,7 @@ def response_matrix(
         raise ValueError(
             f"{int(bad.sum())} response(s) in column {response_key!r} are not finite numbers "
             f"(NaN, inf or non-numeric), e.g. pairs "
-            f"{_examples(list(zip(rows.cell_line, rows.drug, strict=True)))}. "
+            f"{listing(list(zip(rows.cell_line, rows.drug, strict=True)))}. "
             "Drop or fix these rows before setup."
         )
     unknown = ~table["cell_line"].isin(cell_lines)
@@ -116,7 +126,7 @@ def response_matrix(
         names = table.loc[unknown, "cell_line"].unique()
         message = (
             f"{int(unknown.sum())} response row(s) name {len(names)} cell line(s) that are not "
-            f"in adata.obs_names: {_examples(names)}."
+            f"in adata.obs_names: {listing(names)}."
         )
         if not drop_unknown_cell_lines:
             raise ValueError(
@@ -133,7 +143,7 @@ def response_matrix(
         message = f"{len(pairs)} (cell line, drug) pair(s) are measured more than once"
         if duplicates == "refuse":
             raise ValueError(
-                f"{message}, e.g. {_examples(list(zip(pairs.cell_line, pairs.drug, strict=True)))}"
+                f"{message}, e.g. {listing(list(zip(pairs.cell_line, pairs.drug, strict=True)))}"
                 ". Pass duplicates='mean' to average replicates, or deduplicate the table."
             )
         logger.info("%s; their replicates are averaged.", message)
@@ -152,7 +162,20 @@ def response_pairs(
     drug_key: str = "drug",
     response_key: str = "response",
 ) -> pd.DataFrame:
-    """Long table of the measured pairs of a response matrix, with their row and column."""
+    """Long table of the measured (finite) pairs of a response matrix.
+
+    Parameters
+    ----------
+    matrix
+        Cell lines x drugs, NaN where unmeasured (as :func:`response_matrix` returns).
+    cell_line_key, drug_key, response_key
+        Names of the cell-line, drug and response columns of the result.
+
+    Returns
+    -------
+    One row per measured pair, cell line-major: the three named columns, and the pair's row
+    (``cell_index``) and column (``drug_index``) in ``matrix``.
+    """
     values = matrix.to_numpy()
     cell_index, drug_index = np.nonzero(np.isfinite(values))
     return pd.DataFrame(
@@ -203,7 +226,7 @@ class DrugResponsePairs(Dataset):
     def __len__(self) -> int:
         return len(self.cell_index)
 
-    def __getitem__(self, indices) -> dict[str, torch.Tensor]:
+    def __getitem__(self, indices: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
         indices = np.asarray(indices)
         cells, pair_cell = np.unique(self.cell_index[indices], return_inverse=True)
         drugs, pair_drug = np.unique(self.drug_index[indices], return_inverse=True)
@@ -219,7 +242,17 @@ class DrugResponsePairs(Dataset):
         }
 
     def loader(self, indices: np.ndarray, batch_size: int, shuffle: bool = False) -> DataLoader:
-        """Minibatches of the pairs ``indices``."""
+        """Minibatches of the pairs ``indices``.
+
+        Parameters
+        ----------
+        indices
+            Positions of the pairs to serve.
+        batch_size
+            Pairs per minibatch.
+        shuffle
+            Draw the pairs in a random order each epoch.
+        """
         indices = np.asarray(indices)
         order = SubsetRandomSampler(indices) if shuffle else indices
         batches = BatchSampler(order, batch_size=batch_size, drop_last=False)
@@ -235,6 +268,9 @@ def split_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split the available pairs into training and validation by whole groups.
 
+    ``floor((1 - train_size) * n_groups)`` groups validate (none for ``train_size=1``), drawn
+    with scikit-learn's :class:`~sklearn.model_selection.GroupShuffleSplit`.
+
     Parameters
     ----------
     groups
@@ -245,6 +281,15 @@ def split_pairs(
         Share of groups for training; the rest validate.
     seed
         Seed of the split.
+
+    Returns
+    -------
+    Positions of the training pairs and of the validation pairs.
+
+    Raises
+    ------
+    ValueError
+        ``train_size`` is not in (0, 1], or no pair is available.
     """
     if not 0.0 < train_size <= 1.0:
         raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
@@ -253,14 +298,17 @@ def split_pairs(
         raise ValueError(
             "The held-out cell lines and drugs cover every pair: no training pairs remain."
         )
-    unique = np.unique(groups[candidates])
-    rng = np.random.default_rng(seed)
-    n_val = int(np.floor((1.0 - train_size) * len(unique)))
-    if n_val >= len(unique):
-        n_val = len(unique) - 1
-    val_groups = rng.permutation(unique)[:n_val]
-    is_val = np.isin(groups[candidates], val_groups)
-    return candidates[~is_val], candidates[is_val]
+    candidate_groups = np.asarray(groups)[candidates]
+    n_groups = len(np.unique(candidate_groups))
+    # rounded first so that e.g. (1 - 0.8) * 5 = 0.99999... counts as one group
+    n_val = min(int(np.floor(round((1.0 - train_size) * n_groups, 9))), n_groups - 1)
+    if n_val == 0:
+        return candidates, candidates[:0]
+    splitter = GroupShuffleSplit(
+        n_splits=1, train_size=n_groups - n_val, test_size=n_val, random_state=seed
+    )
+    train, val = next(splitter.split(candidates, groups=candidate_groups))
+    return candidates[np.sort(train)], candidates[np.sort(val)]
 
 
 class DrugResponseDataSplitter(pl.LightningDataModule):

@@ -13,16 +13,15 @@ import torch
 from anndata import AnnData
 from scipy import sparse
 from scvi.data import AnnDataManager
-from scvi.data._constants import _SETUP_ARGS_KEY
-from scvi.data._utils import get_anndata_attribute
 from scvi.data.fields import LayerField, ObsmField
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
+from cancergpt_scvi._listing import listing
+
 from ._data import (
     DrugResponseDataSplitter,
     DrugResponsePairs,
-    _examples,
     response_matrix,
     response_pairs,
     validate_smiles,
@@ -37,6 +36,8 @@ RESPONSES_KEY = "drug_response"
 #: ``adata.uns`` key of the drug name -> SMILES mapping written by ``setup_anndata``.
 SMILES_KEY = "drug_smiles"
 _CELL_FEATURES = "cell_features"
+#: Registry key of the arguments of ``setup_anndata`` (``model.registry_["setup_args"]``).
+_SETUP_ARGS = "setup_args"
 _TABLE_KEYS = ("cell_line_key", "drug_key", "response_key")
 
 
@@ -63,6 +64,7 @@ class DrugResponseModel(BaseModelClass):
 
     Examples
     --------
+    >>> from cancergpt_scvi.datasets import simulate_drug_response
     >>> sim = simulate_drug_response()
     >>> DrugResponseModel.setup_anndata(sim.adata, responses=sim.responses, smiles=sim.smiles)
     >>> model = DrugResponseModel(sim.adata)
@@ -151,13 +153,13 @@ class DrugResponseModel(BaseModelClass):
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         # the table and structures live in adata (obsm/uns); keep the saved registry small
-        setup_method_args[_SETUP_ARGS_KEY].update(responses=None, smiles=None)
+        setup_method_args[_SETUP_ARGS].update(responses=None, smiles=None)
         if embedding_key is not None and layer is not None:
             raise ValueError("Give either embedding_key (obsm) or layer (expression), not both.")
         if adata.obs_names.has_duplicates:
             dup = adata.obs_names[adata.obs_names.duplicated()].unique()
             raise ValueError(
-                f"adata.obs_names must name each cell line once; repeated: {_examples(dup)}."
+                f"adata.obs_names must name each cell line once; repeated: {listing(dup)}."
             )
         if tissue_key is not None and tissue_key not in adata.obs:
             raise ValueError(f"tissue_key {tissue_key!r} is not a column of adata.obs.")
@@ -207,8 +209,9 @@ class DrugResponseModel(BaseModelClass):
             )
 
     # ------------------------------------------------------------------ data access
-    def _setup_arg(self, name: str):
-        return self.registry_[_SETUP_ARGS_KEY][name]
+    def _setup_arg(self, name: str) -> str | None:
+        """The value of ``setup_anndata``'s argument ``name`` in the model's registry."""
+        return self.registry_[_SETUP_ARGS][name]
 
     def cell_features(self, adata: AnnData | None = None) -> np.ndarray:
         """The cell-line representation the model reads, ``(n_cell_lines, n_features)``.
@@ -219,6 +222,16 @@ class DrugResponseModel(BaseModelClass):
             Cell lines to read (default: the model's). They need the representation the model
             was set up with (same ``obsm`` key and width, or same genes in the same order); no
             responses or setup are needed.
+
+        Returns
+        -------
+        Dense float32 array, one row per cell line of ``adata``.
+
+        Raises
+        ------
+        ValueError
+            ``adata`` lacks the representation, its genes or width differ from the model's,
+            or a row is not finite.
         """
         if adata is None:
             if self.adata is None:
@@ -226,24 +239,23 @@ class DrugResponseModel(BaseModelClass):
             adata = self.adata
         field = self.registry_["field_registries"][_CELL_FEATURES]
         state = field["state_registry"]
-        attr_name, attr_key = (
-            field["data_registry"]["attr_name"],
-            field["data_registry"]["attr_key"],
-        )
+        # where setup read the representation: ("obsm", key), ("layers", layer) or ("X", None)
+        attr_name = field["data_registry"]["attr_name"]
+        attr_key = field["data_registry"]["attr_key"]
         n_features = self.summary_stats[f"n_{_CELL_FEATURES}"]
-        if attr_name == "obsm":
-            if attr_key not in adata.obsm:
-                raise ValueError(
-                    f"adata.obsm has no {attr_key!r}, the representation this model reads."
-                )
-        elif "column_names" in state:
+        container = getattr(adata, attr_name)
+        if attr_key is not None and attr_key not in container:
+            raise ValueError(
+                f"adata.{attr_name} has no {attr_key!r}, the representation this model reads."
+            )
+        if attr_name != "obsm" and "column_names" in state:
             genes = np.asarray(state["column_names"])
             if len(genes) != adata.n_vars or not np.array_equal(genes, adata.var_names):
                 raise ValueError(
                     "adata's genes differ from the model's (names or order); subset and "
                     "reorder with adata[:, model.adata.var_names]."
                 )
-        x = _dense(get_anndata_attribute(adata, attr_name, attr_key))
+        x = _dense(container if attr_key is None else container[attr_key])
         if x.shape[1] != n_features:
             raise ValueError(
                 f"The representation has {x.shape[1]} features; the model expects {n_features}."
@@ -288,7 +300,7 @@ class DrugResponseModel(BaseModelClass):
         devices: int | list[int] | str = "auto",
         plan_kwargs: dict | None = None,
         **trainer_kwargs,
-    ):
+    ) -> None:
         """Train on the measured pairs, keeping held-out cell lines and drugs unseen.
 
         Parameters
@@ -336,7 +348,7 @@ class DrugResponseModel(BaseModelClass):
             names = [str(n) for n in names]
             unknown = [n for n in names if n not in known]
             if unknown:
-                raise ValueError(f"Held-out {what} {_examples(unknown)} are not in the data.")
+                raise ValueError(f"Held-out {what} {listing(unknown)} are not in the data.")
             held_out |= pairs[column].isin(names).to_numpy()
 
         features = self.cell_features()
@@ -363,7 +375,7 @@ class DrugResponseModel(BaseModelClass):
         train_features = features[np.unique(dataset.cell_index[splitter.train_idx])]
         scale = max(float(np.sqrt(train_features.var(0).mean())), 1e-6)
         response = dataset.response[splitter.train_idx]
-        self.module.set_standardisation(
+        self.module.set_standardization(
             torch.from_numpy(train_features.mean(0)),
             torch.full((features.shape[1],), scale),
             response.mean(),
@@ -388,7 +400,7 @@ class DrugResponseModel(BaseModelClass):
             # minibatches mix pair-level and unique-drug tensors; the pair-level ones come
             # first, so the batch size Lightning infers (and warns about) is the right one
             warnings.filterwarnings("ignore", message="Trying to infer the `batch_size`")
-            return runner()
+            runner()
 
     # ------------------------------------------------------------------ prediction
     @torch.inference_mode()
@@ -449,13 +461,13 @@ class DrugResponseModel(BaseModelClass):
         if len(unknown_cells):
             raise ValueError(
                 f"{len(unknown_cells)} cell line(s) are not in adata.obs_names: "
-                f"{_examples(unknown_cells)}. Pass adata with their representation."
+                f"{listing(unknown_cells)}. Pass adata with their representation."
             )
         needed = pd.unique(pair_drugs)
         unknown_drugs = [d for d in needed if d not in structures]
         if unknown_drugs:
             raise ValueError(
-                f"The model does not know drug(s) {_examples(unknown_drugs)}; pass their "
+                f"The model does not know drug(s) {listing(unknown_drugs)}; pass their "
                 "structures with smiles={drug: SMILES}."
             )
         dataset = DrugResponsePairs(
@@ -477,7 +489,8 @@ class DrugResponseModel(BaseModelClass):
         return pd.DataFrame({cl_key: pair_cells, drug_key: pair_drugs, "prediction": prediction})
 
 
-def _dense(x) -> np.ndarray:
+def _dense(x: np.ndarray | sparse.spmatrix | pd.DataFrame) -> np.ndarray:
+    """A dense float32 array of a matrix, sparse matrix or DataFrame."""
     if isinstance(x, pd.DataFrame):
         x = x.to_numpy()
     if sparse.issparse(x):
@@ -486,9 +499,10 @@ def _dense(x) -> np.ndarray:
 
 
 def _check_features(x: np.ndarray, cell_lines: pd.Index) -> None:
+    """Raise, naming the cell lines, if a row of ``x`` is not finite."""
     bad = ~np.isfinite(x).all(1)
     if bad.any():
         raise ValueError(
             f"The cell-line representation has non-finite values for {int(bad.sum())} cell "
-            f"line(s): {_examples(list(cell_lines[bad]))}."
+            f"line(s): {listing(list(cell_lines[bad]))}."
         )

@@ -87,20 +87,29 @@ class DrugResponseModule(BaseModuleClass):
         )
 
     @torch.no_grad()
-    def set_standardisation(
+    def set_standardization(
         self,
         cell_mean: torch.Tensor,
         cell_scale: torch.Tensor,
         response_mean: float,
         response_scale: float,
     ) -> None:
-        """Set the training-set statistics used to standardise inputs and the response."""
+        """Set the training-set statistics used to standardise inputs and the response.
+
+        Parameters
+        ----------
+        cell_mean, cell_scale
+            ``(n_input,)`` centre and scale of the cell-line representation.
+        response_mean, response_scale
+            Centre and scale of the response.
+        """
         self.cell_mean.copy_(torch.as_tensor(cell_mean))
         self.cell_scale.copy_(torch.as_tensor(cell_scale))
         self.response_mean.fill_(float(response_mean))
         self.response_scale.fill_(float(response_scale))
 
     def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:
+        """Cell-line features, the drug inputs of the representation, and the number of drugs."""
         return {
             "cell_features": tensors["cell_features"],
             "drug_inputs": {k: tensors[k] for k in DRUG_INPUT_KEYS[self.drug_representation]},
@@ -122,6 +131,7 @@ class DrugResponseModule(BaseModuleClass):
     def _get_generative_input(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict, **kwargs
     ) -> dict:
+        """The encoded cell lines and drugs, and each pair's position among them."""
         return {
             "h_cell": inference_outputs["h_cell"],
             "h_drug": inference_outputs["h_drug"],

@@ -1,15 +1,22 @@
-"""Drug structures from SMILES: molecular graphs and Morgan fingerprints (RDKit)."""
+"""Drug structures from SMILES with RDKit (extra ``[drug]``): molecular graphs, fingerprints."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from rdkit import Chem, rdBase
-from rdkit.Chem import rdFingerprintGenerator
+
+from cancergpt_scvi._extras import require
+
+# RDKit is the optional extra [drug]: without it, importing this subpackage names the install
+Chem = require("rdkit.Chem", extra="drug", feature="DrugResponseModel")
+rdBase = require("rdkit.rdBase", extra="drug", feature="DrugResponseModel")
+rdFingerprintGenerator = require(
+    "rdkit.Chem.rdFingerprintGenerator", extra="drug", feature="DrugResponseModel"
+)
 
 #: Elements with their own one-hot slot; anything else (Pt, As, ...) falls into "other".
 ATOM_ELEMENTS: tuple[str, ...] = ("C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "B", "Si", "Se")
@@ -59,7 +66,7 @@ N_ATOM_FEATURES = len(ATOM_FEATURE_NAMES)
 N_BOND_FEATURES = len(BOND_FEATURE_NAMES)
 
 
-def _one_hot(value, choices: Sequence) -> list[float]:
+def _one_hot(value: Any, choices: Sequence) -> list[float]:
     """One-hot over ``choices`` plus a final "other" slot."""
     out = [0.0] * (len(choices) + 1)
     out[choices.index(value) if value in choices else len(choices)] = 1.0
@@ -88,7 +95,7 @@ def _bond_features(bond: Chem.Bond) -> list[float]:
 
 
 def parse_smiles(smiles: str, name: str | None = None) -> Chem.Mol:
-    """Parse a SMILES string with RDKit, with an error naming the drug when it is invalid.
+    """Parse a SMILES string into an RDKit molecule.
 
     Parameters
     ----------
@@ -96,6 +103,16 @@ def parse_smiles(smiles: str, name: str | None = None) -> Chem.Mol:
         The SMILES string.
     name
         Drug name, used in error messages.
+
+    Returns
+    -------
+    The RDKit molecule, with implicit hydrogens.
+
+    Raises
+    ------
+    ValueError
+        The SMILES is empty or not a string, or RDKit cannot parse it; the message names the
+        drug.
     """
     label = f"drug {name!r}" if name is not None else "SMILES"
     if not isinstance(smiles, str) or not smiles.strip():
@@ -153,6 +170,10 @@ def smiles_to_graph(smiles: str, name: str | None = None) -> MolecularGraph:
         The SMILES string.
     name
         Drug name, used in error messages.
+
+    Returns
+    -------
+    The molecule's atoms, directed bonds and their features.
     """
     mol = parse_smiles(smiles, name)
     atoms = np.asarray([_atom_features(a) for a in mol.GetAtoms()], dtype=np.float32)
@@ -185,6 +206,10 @@ def morgan_fingerprint(
         Radius of the circular environments (2 gives ECFP4).
     n_bits
         Length of the folded bit vector.
+
+    Returns
+    -------
+    ``(n_bits,)`` float32 vector of 0s and 1s.
     """
     mol = parse_smiles(smiles, name)
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
@@ -209,6 +234,13 @@ class DrugFeaturizer:
         fingerprints.
     radius, n_bits
         Morgan fingerprint parameters (``"fingerprint"`` only).
+
+    Attributes
+    ----------
+    names
+        Drug names, in the order that drug indices refer to.
+    representation
+        ``"graph"`` or ``"fingerprint"``.
     """
 
     def __init__(
@@ -244,6 +276,15 @@ class DrugFeaturizer:
         Graphs are concatenated into one disconnected graph: ``atom_features``,
         ``bond_index`` (offset into the concatenation), ``bond_features`` and ``atom_to_drug``
         (position of each atom's drug in ``drug_indices``). Fingerprints: ``fingerprints``.
+
+        Parameters
+        ----------
+        drug_indices
+            Positions of the drugs in :attr:`names`.
+
+        Returns
+        -------
+        Tensors by minibatch key.
         """
         if self.representation == "fingerprint":
             return {"fingerprints": torch.from_numpy(self._fingerprints[drug_indices])}

@@ -1,5 +1,6 @@
 """The user-facing foundation model (scvi-tools style)."""
 
 from ._cancergpt import CancerGPTModel
+from ._presets import PRESETS
 
-__all__ = ["CancerGPTModel"]
+__all__ = ["PRESETS", "CancerGPTModel"]

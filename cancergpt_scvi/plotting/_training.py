@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def plot_training_history(
     history: Mapping[str, pd.DataFrame], path: str | Path | None = None
-) -> plt.Figure:
+) -> Figure:
     """Plot the losses and discriminator accuracies logged during training.
+
+    One panel each for the total loss, the masked-expression loss, the MVC loss and the
+    discriminators' accuracies, training and validation curves per epoch; panels whose
+    values were not logged are left out.
 
     Parameters
     ----------
@@ -20,7 +27,13 @@ def plot_training_history(
         ``model.history`` of a trained CancerGPT model (scvi-tools' per-epoch logs).
     path
         Where to save the figure (PNG); ``None`` only returns it.
+
+    Returns
+    -------
+    The figure.
     """
+    import matplotlib.pyplot as plt
+
     panels = {
         "total loss": ["train_loss_epoch", "train_loss", "validation_loss"],
         "masked expression (MSE)": ["mlm_loss_train", "mlm_loss_validation"],

@@ -1,6 +1,8 @@
 """Survival head: a Cox model on bulk-RNA features for patient stratification.
 
-Needs the ``[survival]`` extra (lifelines, scikit-survival).
+Training and prediction need only the base install; the C-index, the log-rank test and the
+Kaplan–Meier curves need the ``[survival]`` extra (lifelines, scikit-survival) and say so when
+it is missing. Cross-validation is :func:`cancergpt_scvi.benchmark.cross_validate_survival`.
 """
 
 from ._metrics import (

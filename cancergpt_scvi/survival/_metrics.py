@@ -2,7 +2,9 @@
 
 Thin wrappers over scikit-survival (concordance) and lifelines (Kaplan–Meier, log-rank), so
 that statistics are never hand-written here; they fix the conventions (risk = log relative
-hazard, higher means earlier death) and turn degenerate inputs into clear errors.
+hazard, higher means earlier death) and turn degenerate inputs into clear errors. Both
+libraries come with the ``[survival]`` extra and are imported when a function needs them;
+:func:`risk_groups` needs neither.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from cancergpt_scvi._extras import require
+
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from matplotlib.axes import Axes
+    from numpy.typing import ArrayLike
 
 RiskGroupMethod = Literal["median", "tertiles"]
 
@@ -23,13 +30,17 @@ _GROUP_LABELS = {
 }
 
 
-def _survival_array(durations: np.ndarray, events: np.ndarray) -> np.ndarray:
-    from sksurv.util import Surv
+def _extra(module: str, feature: str) -> ModuleType:
+    """A module of lifelines or scikit-survival, or the error naming the ``[survival]`` extra."""
+    return require(module, extra="survival", feature=feature)
 
+
+def _survival_array(durations: ArrayLike, events: ArrayLike, feature: str) -> np.ndarray:
+    Surv = _extra("sksurv.util", feature).Surv
     return Surv.from_arrays(event=np.asarray(events).astype(bool), time=np.asarray(durations))
 
 
-def concordance_harrell(durations, events, risk) -> float:
+def concordance_harrell(durations: ArrayLike, events: ArrayLike, risk: ArrayLike) -> float:
     """Harrell's C-index of a risk score (higher risk = shorter survival).
 
     Parameters
@@ -42,27 +53,37 @@ def concordance_harrell(durations, events, risk) -> float:
     The share of comparable pairs ordered correctly (ties in risk count one half); 0.5 is
     chance, 1 perfect. Computed by :func:`sksurv.metrics.concordance_index_censored`.
     """
-    from sksurv.metrics import concordance_index_censored
-
+    metrics = _extra("sksurv.metrics", "concordance_harrell")
     events = np.asarray(events).astype(bool)
     if not events.any():
         raise ValueError("Harrell's C needs at least one event; every sample is censored.")
     return float(
-        concordance_index_censored(events, np.asarray(durations, float), np.asarray(risk))[0]
+        metrics.concordance_index_censored(events, np.asarray(durations, float), np.asarray(risk))[
+            0
+        ]
     )
 
 
-def uno_truncation_time(train_durations, train_events) -> float:
+def uno_truncation_time(train_durations: ArrayLike, train_events: ArrayLike) -> float:
     """Largest time up to which the censoring distribution of a training set stays positive.
 
     Uno's C weights each event by the inverse probability of remaining uncensored; past the
     last time at which the Kaplan–Meier estimate of that probability is positive the weights
     do not exist, so the C-index is truncated there (and at the last training time).
-    """
-    from sksurv.nonparametric import CensoringDistributionEstimator
 
+    Parameters
+    ----------
+    train_durations, train_events
+        Follow-up times and event indicators (1 = event) of the training samples.
+
+    Returns
+    -------
+    The truncation time ``tau`` for :func:`concordance_uno`.
+    """
+    feature = "uno_truncation_time"
+    estimator = _extra("sksurv.nonparametric", feature).CensoringDistributionEstimator
     durations = np.asarray(train_durations, float)
-    cens = CensoringDistributionEstimator().fit(_survival_array(durations, train_events))
+    cens = estimator().fit(_survival_array(durations, train_events, feature))
     times = np.unique(durations)
     g = cens.predict_proba(times)
     zero = times[g <= 0.0]
@@ -70,11 +91,11 @@ def uno_truncation_time(train_durations, train_events) -> float:
 
 
 def concordance_uno(
-    train_durations,
-    train_events,
-    test_durations,
-    test_events,
-    risk,
+    train_durations: ArrayLike,
+    train_events: ArrayLike,
+    test_durations: ArrayLike,
+    test_events: ArrayLike,
+    risk: ArrayLike,
     tau: float | None = None,
 ) -> float:
     """Uno's inverse-probability-of-censoring-weighted C-index on a test set.
@@ -96,8 +117,8 @@ def concordance_uno(
     Uno's C (:func:`sksurv.metrics.concordance_index_ipcw`), or NaN when no test event lies
     before ``tau``.
     """
-    from sksurv.metrics import concordance_index_ipcw
-
+    feature = "concordance_uno"
+    metrics = _extra("sksurv.metrics", feature)
     if tau is None:
         tau = uno_truncation_time(train_durations, train_events)
     test_durations = np.asarray(test_durations, float)
@@ -105,9 +126,9 @@ def concordance_uno(
     if not (test_events & (test_durations < tau)).any():
         return float("nan")
     return float(
-        concordance_index_ipcw(
-            _survival_array(train_durations, train_events),
-            _survival_array(test_durations, test_events),
+        metrics.concordance_index_ipcw(
+            _survival_array(train_durations, train_events, feature),
+            _survival_array(test_durations, test_events, feature),
             np.asarray(risk, float),
             tau=tau,
         )[0]
@@ -144,23 +165,34 @@ def risk_groups(
     return pd.Categorical.from_codes(codes, categories=labels, ordered=True)
 
 
-def logrank_pvalue(durations, events, groups) -> float:
-    """P-value of the (multivariate) log-rank test of equal survival across groups (lifelines)."""
-    from lifelines.statistics import multivariate_logrank_test
+def logrank_pvalue(durations: ArrayLike, events: ArrayLike, groups: ArrayLike) -> float:
+    """P-value of the (multivariate) log-rank test of equal survival across groups.
 
+    Parameters
+    ----------
+    durations, events
+        Follow-up times and event indicators (1 = event) of the samples.
+    groups
+        Group label of each sample; at least two groups.
+
+    Returns
+    -------
+    The p-value of :func:`lifelines.statistics.multivariate_logrank_test`.
+    """
+    statistics = _extra("lifelines.statistics", "logrank_pvalue")
     groups = pd.Series(np.asarray(groups))
     if groups.nunique() < 2:
         raise ValueError("The log-rank test needs at least two non-empty groups.")
-    result = multivariate_logrank_test(
+    result = statistics.multivariate_logrank_test(
         np.asarray(durations, float), groups.to_numpy(), np.asarray(events).astype(int)
     )
     return float(result.p_value)
 
 
 def plot_kaplan_meier(
-    durations,
-    events,
-    groups,
+    durations: ArrayLike,
+    events: ArrayLike,
+    groups: ArrayLike,
     ax: Axes | None = None,
     title: str | None = None,
     show_ci: bool = True,
@@ -185,8 +217,8 @@ def plot_kaplan_meier(
     -------
     The axes and the log-rank p-value.
     """
+    lifelines = _extra("lifelines", "plot_kaplan_meier")
     import matplotlib.pyplot as plt
-    from lifelines import KaplanMeierFitter
 
     durations = np.asarray(durations, float)
     events = np.asarray(events).astype(int)
@@ -198,7 +230,7 @@ def plot_kaplan_meier(
         mask = (groups == label).to_numpy()
         if not mask.any():
             continue
-        kmf = KaplanMeierFitter(label=f"{label} (n={int(mask.sum())})")
+        kmf = lifelines.KaplanMeierFitter(label=f"{label} (n={int(mask.sum())})")
         kmf.fit(durations[mask], events[mask])
         kmf.plot_survival_function(ax=ax, ci_show=show_ci)
     ax.set_xlabel("time")

@@ -25,16 +25,10 @@ from scvi.data.fields import (
 from scvi.dataloaders import DataSplitter
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
-from sklearn.model_selection import StratifiedKFold
-from tqdm.auto import tqdm
 
-from ._metrics import (
-    RiskGroupMethod,
-    concordance_harrell,
-    concordance_uno,
-    plot_kaplan_meier,
-    risk_groups,
-)
+from cancergpt_scvi._listing import listing
+
+from ._metrics import RiskGroupMethod, concordance_harrell, plot_kaplan_meier, risk_groups
 from ._module import SURVIVAL_REGISTRY_KEYS, CoxPHModule, Ties
 
 if TYPE_CHECKING:
@@ -65,14 +59,14 @@ def _validate_outcome(adata: ad.AnnData, duration_key: str, event_key: str) -> N
     if bad.any():
         raise ValueError(
             f"adata.obs[{duration_key!r}] has {int(bad.sum())} missing or infinite durations "
-            f"(e.g. {list(adata.obs_names[bad][:3])}); drop those samples or fill in their "
+            f"({listing(adata.obs_names[bad], 3)}); drop those samples or fill in their "
             "last follow-up time."
         )
     if (d <= 0).any():
         nonpos = d <= 0
         raise ValueError(
             f"adata.obs[{duration_key!r}] has {int(nonpos.sum())} durations <= 0 "
-            f"(e.g. {list(adata.obs_names[nonpos][:3])}); follow-up times must be positive. "
+            f"({listing(adata.obs_names[nonpos], 3)}); follow-up times must be positive. "
             "A time of 0 (death at diagnosis) should be given a small positive value, e.g. "
             "half a day; negative times are data errors."
         )
@@ -95,7 +89,7 @@ def _validate_outcome(adata: ad.AnnData, duration_key: str, event_key: str) -> N
         if odd.any():
             raise ValueError(
                 f"adata.obs[{event_key!r}] must be 0/1 or boolean (1 = event observed, 0 = "
-                f"censored); found values {sorted(set(e[odd].tolist()))[:5]}."
+                f"censored); found values {listing(sorted(set(e[odd].tolist())))}."
             )
     if e.sum() == 0:
         raise ValueError(
@@ -195,13 +189,31 @@ class SurvivalModel(BaseModelClass):
     l1_ratio
         Share of L1 in the penalty: 0 ridge (default), 1 lasso.
 
+    Attributes
+    ----------
+    cv_results_
+        Per-fold C-indices of the last :func:`~cancergpt_scvi.benchmark.cross_validate_survival`
+        of this model's configuration; ``None`` before.
+    oof_risk_
+        Each sample's risk predicted by the fold model that did not train on it.
+    oof_risk_percentile_
+        The same risks as percentiles of each fold's training risks, which
+        :meth:`risk_groups` and :meth:`plot_kaplan_meier` cut.
+
+    Notes
+    -----
+    Training, prediction and :meth:`risk_groups` need only the base install; the C-index,
+    the log-rank test and the Kaplan–Meier curves need the ``[survival]`` extra (lifelines,
+    scikit-survival).
+
     Examples
     --------
+    >>> from cancergpt_scvi.benchmark import cross_validate_survival
     >>> adata = simulate_survival_cohort(n_patients=200)
     >>> adata.obsm["X_cancergpt"] = embed_bulk(cancergpt_model, adata)
     >>> SurvivalModel.setup_anndata(adata, "duration", "event", embedding_key="X_cancergpt")
     >>> model = SurvivalModel(adata)
-    >>> folds = model.cross_validate(n_folds=5)
+    >>> folds = cross_validate_survival(model, n_folds=5)
     >>> ax, p = model.plot_kaplan_meier()
     """
 
@@ -225,11 +237,10 @@ class SurvivalModel(BaseModelClass):
         names = self._feature_names()
         constant = np.flatnonzero(_column_std(x) == 0.0)
         if constant.size:
-            shown = [str(names[i]) for i in constant[:5]]
             raise ValueError(
-                f"{constant.size} feature column(s) are constant across all samples (e.g. "
-                f"{shown}); a constant column carries no information and cannot be "
-                "standardised. Drop them first (for genes: sc.pp.filter_genes or a "
+                f"{constant.size} feature column(s) are constant across all samples "
+                f"({listing(names[constant])}); a constant column carries no information and "
+                "cannot be standardised. Drop them first (for genes: sc.pp.filter_genes or a "
                 "highly-variable subset; for an embedding: check that it was computed per sample)."
             )
         n_cont = 0
@@ -258,6 +269,10 @@ class SurvivalModel(BaseModelClass):
             f"alpha={alpha}, l1_ratio={l1_ratio}."
         )
         self.init_params_ = self._get_init_params(locals())
+        # filled by cancergpt_scvi.benchmark.cross_validate_survival
+        self.cv_results_: pd.DataFrame | None = None
+        self.oof_risk_: np.ndarray | None = None
+        self.oof_risk_percentile_: np.ndarray | None = None
 
     # --- data registration ------------------------------------------------------------------
 
@@ -533,98 +548,15 @@ class SurvivalModel(BaseModelClass):
         return np.concatenate(out).astype(np.float64)
 
     def concordance(self, indices: Sequence[int] | None = None) -> float:
-        """Harrell's C-index of the fitted model on registered samples (default all)."""
+        """Harrell's C-index of the fitted model on registered samples (default all).
+
+        In-sample when the samples trained the model; for a held-out estimate use
+        :func:`~cancergpt_scvi.benchmark.cross_validate_survival`. Needs the ``[survival]``
+        extra.
+        """
         d, e = self._outcome()
         idx = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices, dtype=int)
         return concordance_harrell(d[idx], e[idx], self.predict_risk(indices=idx))
-
-    # --- cross-validation ---------------------------------------------------------------------
-
-    def cross_validate(
-        self,
-        n_folds: int = 5,
-        seed: int = 0,
-        progress_bar: bool = True,
-        **train_kwargs,
-    ) -> pd.DataFrame:
-        """Stratified K-fold cross-validation of this model's configuration.
-
-        Each fold fits a fresh model (same settings, standardisation fitted on the fold's
-        training samples) and scores its held-out samples with Harrell's C and Uno's C (the
-        censoring-weighted C, with the censoring distribution of the training samples; it
-        matters when censoring is heavy or depends on time). Folds are stratified on the
-        event indicator so each holds events. The held-out risks are kept in
-        ``oof_risk_`` and, as percentiles of the fold's training risks, in
-        ``oof_risk_percentile_`` for :meth:`plot_kaplan_meier`. This model itself is not
-        trained; call :meth:`train` for a model on all samples.
-
-        Parameters
-        ----------
-        n_folds
-            Number of folds (at least 2).
-        seed
-            Seed of the fold assignment and of the fold models' initialisation.
-        progress_bar
-            Show a progress bar over folds.
-        **train_kwargs
-            Passed to :meth:`train`.
-
-        Returns
-        -------
-        One row per fold (``n_train``, ``n_test``, ``n_events_test``, ``c_index_harrell``,
-        ``c_index_uno``), then rows ``mean`` and ``std`` (the spread across folds).
-        """
-        durations, events = self._outcome()
-        n = len(durations)
-        if n_folds < 2:
-            raise ValueError(f"n_folds must be at least 2, got {n_folds}.")
-        if n < n_folds:
-            raise ValueError(f"Cannot make {n_folds} folds from {n} samples; use n_folds <= {n}.")
-        n_events = int(events.sum())
-        if n_events < n_folds:
-            raise ValueError(
-                f"Only {n_events} events for {n_folds} folds: some test fold would hold no "
-                f"event and have no C-index. Use n_folds <= {max(n_events, 2)}."
-            )
-        strat = events.astype(int) if (n - n_events) >= n_folds else np.zeros(n, dtype=int)
-        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        kwargs = self.init_params_["non_kwargs"]
-        train_kwargs.setdefault("enable_progress_bar", False)
-        oof_risk = np.full(n, np.nan)
-        oof_pct = np.full(n, np.nan)
-        rows = []
-        splits = list(folds.split(np.zeros(n), strat))
-        for k, (tr, te) in enumerate(tqdm(splits, desc="CV folds", disable=not progress_bar)):
-            with torch.random.fork_rng():
-                torch.manual_seed(seed * 1000 + k)
-                fold_model = type(self)(self.adata, **kwargs)
-                fold_model.train(train_indices=tr, **train_kwargs)
-            risk_tr = fold_model.predict_risk(indices=tr)
-            risk_te = fold_model.predict_risk(indices=te)
-            oof_risk[te] = risk_te
-            ref = np.sort(risk_tr)
-            # share of training risks below, ties counted one half
-            below = np.searchsorted(ref, risk_te, side="left")
-            at_or_below = np.searchsorted(ref, risk_te, side="right")
-            oof_pct[te] = (below + at_or_below) / (2.0 * len(ref))
-            rows.append(
-                {
-                    "n_train": len(tr),
-                    "n_test": len(te),
-                    "n_events_test": int(events[te].sum()),
-                    "c_index_harrell": concordance_harrell(durations[te], events[te], risk_te),
-                    "c_index_uno": concordance_uno(
-                        durations[tr], events[tr], durations[te], events[te], risk_te
-                    ),
-                }
-            )
-        table = pd.DataFrame(rows, index=[f"fold {k}" for k in range(n_folds)])
-        table.loc["mean"] = table.mean(numeric_only=True)
-        table.loc["std"] = table.iloc[:n_folds].std(numeric_only=True)
-        self.cv_results_ = table
-        self.oof_risk_ = oof_risk
-        self.oof_risk_percentile_ = oof_pct
-        return table
 
     # --- stratification -------------------------------------------------------------------------
 
@@ -640,7 +572,8 @@ class SurvivalModel(BaseModelClass):
         method
             ``"median"`` (low / high) or ``"tertiles"`` (low / intermediate / high).
         source
-            ``"cv"``: held-out risks from :meth:`cross_validate`, cut at the training
+            ``"cv"``: held-out risks from
+            :func:`~cancergpt_scvi.benchmark.cross_validate_survival`, cut at the training
             median or tertiles of each fold (an honest stratification). ``"fit"``: the
             trained model's in-sample risks (optimistic).
 
@@ -649,8 +582,12 @@ class SurvivalModel(BaseModelClass):
         Ordered categorical Series indexed by ``obs_names``.
         """
         if source == "cv":
-            if getattr(self, "oof_risk_percentile_", None) is None:
-                raise RuntimeError("Run cross_validate() first, or pass source='fit'.")
+            if self.oof_risk_percentile_ is None:
+                raise RuntimeError(
+                    "No held-out risks yet: run "
+                    "cancergpt_scvi.benchmark.cross_validate_survival(model) first, or pass "
+                    "source='fit'."
+                )
             pct = self.oof_risk_percentile_
         elif source == "fit":
             risk = self.predict_risk()
@@ -668,9 +605,19 @@ class SurvivalModel(BaseModelClass):
         ax: Axes | None = None,
         title: str | None = None,
     ) -> tuple[Axes, float]:
-        """Kaplan–Meier curves of the risk groups with the log-rank p-value (lifelines).
+        """Kaplan–Meier curves of the risk groups with the log-rank p-value.
 
-        Parameters are those of :meth:`risk_groups`, plus the axes and title to draw with.
+        Drawn by :func:`~cancergpt_scvi.survival.plot_kaplan_meier` (lifelines; needs the
+        ``[survival]`` extra).
+
+        Parameters
+        ----------
+        method, source
+            As in :meth:`risk_groups`.
+        ax
+            Axes to draw on; a new figure when ``None``.
+        title
+            Axes title.
 
         Returns
         -------

@@ -3,14 +3,12 @@
 from ._checkpointing import StepCheckpoint, StepSeed
 from ._data_splitter import OversamplingDataSplitter
 from ._distributed_sampler import DistributedOversampler, distributed_world
-from ._resumable_loader import ResumableDataLoader
 from ._trainingplan import CancerGPTTrainingPlan
 
 __all__ = [
     "CancerGPTTrainingPlan",
     "DistributedOversampler",
     "OversamplingDataSplitter",
-    "ResumableDataLoader",
     "StepCheckpoint",
     "StepSeed",
     "distributed_world",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -14,77 +13,65 @@ from scvi.train import SaveCheckpoint
 
 
 class StepCheckpoint(SaveCheckpoint):
-    """Lightning checkpoint every ``every_n_train_steps`` optimizer steps, for resuming.
+    """Lightning checkpoints every ``every_n_train_steps`` optimizer steps, for resuming.
 
-    A :class:`~lightning.pytorch.callbacks.ModelCheckpoint` (through scvi-tools'
-    :class:`~scvi.train.SaveCheckpoint`, so that scvi-tools' trainer accepts it as the run's
-    checkpointing) that writes the full Lightning state: weights, optimizer, loop progress and
-    the training loader's position. Resume with ``model.train(..., ckpt_path=path)``; see
-    :doc:`/pretrain_at_scale`. Files are named ``step=<global step>.ckpt``; only global rank
-    zero writes them.
+    Lightning's ``ModelCheckpoint(dirpath, filename="{step}", every_n_train_steps=...,
+    save_last=True)``: it writes the full Lightning state (weights, optimizer, loop progress
+    and the training loader's position) to ``step=<global step>.ckpt`` and keeps a copy of the
+    newest as ``last.ckpt``; only global rank zero writes. Resume with
+    ``model.train(..., callbacks=[StepCheckpoint(folder, ...)], ckpt_path="last")``: Lightning
+    loads ``folder/last.ckpt``, or warns and starts fresh when there is none yet, so a
+    preemptible job can always be launched the same way (see :doc:`/pretrain_at_scale`).
 
     Parameters
     ----------
     dirpath
         Folder of the checkpoint files.
     every_n_train_steps
-        Steps between checkpoints.
+        Optimizer steps between checkpoints.
     save_top_k
-        How many checkpoints to keep: ``-1`` keeps all, ``1`` only the latest.
+        How many step checkpoints to keep besides ``last.ckpt``: ``-1`` all, ``1`` the newest,
+        ``0`` none.
     **kwargs
-        Passed to :class:`~lightning.pytorch.callbacks.ModelCheckpoint`.
+        Other arguments of :class:`~lightning.pytorch.callbacks.ModelCheckpoint` (not
+        ``monitor``: checkpoints are kept by step, not by a metric).
     """
+
+    # A SaveCheckpoint only so that scvi-tools' Trainer takes it as the run's checkpointing (it
+    # refuses a plain ModelCheckpoint unless enable_checkpointing=True, which adds a SaveCheckpoint
+    # of its own). SaveCheckpoint's __init__ (which drops save_last) and hooks (which write
+    # scvi-tools model folders) are replaced by ModelCheckpoint's.
+    on_train_batch_end = ModelCheckpoint.on_train_batch_end
+    on_train_end = ModelCheckpoint.on_train_end
+    on_exception = ModelCheckpoint.on_exception
+    on_save_checkpoint = ModelCheckpoint.on_save_checkpoint
 
     def __init__(
         self,
         dirpath: str | os.PathLike,
         every_n_train_steps: int,
         save_top_k: int = -1,
-        **kwargs,
+        **kwargs: Any,
     ):
         if every_n_train_steps < 1:
             raise ValueError(f"every_n_train_steps must be positive, got {every_n_train_steps}.")
-        if save_top_k not in (-1, 1):
-            raise ValueError("save_top_k must be -1 (keep every checkpoint) or 1 (the latest).")
-        super().__init__(
+        options = {"filename": "{step}", "save_last": True, "save_on_train_epoch_end": False}
+        ModelCheckpoint.__init__(
+            self,
             dirpath=os.fspath(dirpath),
-            filename="{step}",
-            monitor=None,
+            monitor=None,  # a monitored metric would bring back SaveCheckpoint's model folders
             every_n_train_steps=every_n_train_steps,
             save_top_k=save_top_k,
-            save_on_train_epoch_end=False,
-            **kwargs,
+            **{**options, **kwargs},
         )
-
-    @staticmethod
-    def latest(dirpath: str | os.PathLike) -> Path | None:
-        """The checkpoint of the highest step in ``dirpath`` (``None`` if there is none yet).
-
-        For jobs that may be preempted and requeued: ``model.train(...,
-        ckpt_path=StepCheckpoint.latest(folder))`` starts fresh the first time and resumes
-        afterwards.
-        """
-        steps = {}
-        for path in Path(dirpath).glob("step=*.ckpt"):
-            match = re.fullmatch(r"step=(\d+)(?:-v\d+)?\.ckpt", path.name)
-            if match:
-                steps[path] = int(match.group(1))
-        return max(steps, key=steps.get) if steps else None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        """Save every ``every_n_train_steps`` (scvi-tools' override only watches for NaN)."""
-        ModelCheckpoint.on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx)
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, *args) -> None:
-        """Keep the Lightning checkpoint only (scvi-tools would also write a model folder)."""
 
 
 class StepSeed(Callback):
     """Seed the random numbers of every training batch from ``(seed, epoch, batch, rank)``.
 
     Masking, gene sampling, binning ties and dropout then depend only on the batch's place in
-    training, not on what ran before, so training resumed from a checkpoint draws exactly what the
-    uninterrupted run drew (with ``deterministic=True`` the weights agree bit for bit), and
+    training, not on what ran before, so training resumed from a checkpoint draws exactly what
+    the uninterrupted run drew (with ``deterministic=True`` the weights agree bit for bit), and
     each rank of a distributed run draws its own masks.
 
     Parameters
@@ -102,6 +89,8 @@ class StepSeed(Callback):
         entropy = [self.seed, epoch, batch_idx, rank]
         return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         """Reseed torch (all devices) before the batch."""
         torch.manual_seed(self.batch_seed(trainer.current_epoch, batch_idx, trainer.global_rank))

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
+from scvi.data import AnnDataManager
 from scvi.dataloaders import DataSplitter
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from cancergpt_scvi._constants import TECHNOLOGY_KEY, TISSUE_KEY
 from cancergpt_scvi.data import oversampling_weights
 
 from ._distributed_sampler import DistributedOversampler
-from ._resumable_loader import ResumableDataLoader
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +41,18 @@ class OversamplingDataSplitter(DataSplitter):
         Passed to :class:`~scvi.dataloaders.DataSplitter`.
     """
 
-    def __init__(self, adata_manager, oversample: bool = True, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        adata_manager: AnnDataManager,
+        oversample: bool = True,
+        seed: int | None = None,
+        **kwargs,
+    ):
         super().__init__(adata_manager, **kwargs)
         self.oversample = oversample
         self.seed = seed
-        self.sampling_summary = None
+        #: Draws per tissue and technology of the training loader (set when it is built).
+        self.sampling_summary: pd.DataFrame | None = None
 
     def train_weights(self) -> np.ndarray:
         """Oversampling weight of each training cell (in ``train_idx`` order)."""
@@ -51,12 +61,13 @@ class OversamplingDataSplitter(DataSplitter):
         weights, self.sampling_summary = oversampling_weights(tissue, technology)
         return weights
 
-    def train_dataloader(self):
+    def train_dataloader(self) -> DataLoader:
         """Training loader: weighted draws with replacement when ``oversample``.
 
         Under DDP each rank draws its own share of one common oversampled stream
-        (:class:`~cancergpt_scvi.train.DistributedOversampler`), and the loader's position is
-        saved in Lightning checkpoints, so a resumed run continues the interrupted epoch.
+        (:class:`~cancergpt_scvi.train.DistributedOversampler`); the loader is a
+        :class:`~torchdata.stateful_dataloader.StatefulDataLoader`, whose position Lightning
+        saves in its checkpoints, so a resumed run continues the interrupted epoch.
         """
         if not self.oversample:
             return super().train_dataloader()
@@ -84,4 +95,6 @@ class OversamplingDataSplitter(DataSplitter):
             indices=self.train_idx, load_sparse_tensor=self.load_sparse_tensor
         )
         # the dataset is indexed by lists, so the sampler yields whole batches
-        return ResumableDataLoader(dataset, sampler, pin_memory=self.pin_memory)
+        return StatefulDataLoader(
+            dataset, sampler=sampler, batch_size=None, pin_memory=self.pin_memory
+        )

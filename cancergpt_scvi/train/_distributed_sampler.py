@@ -11,7 +11,11 @@ from torch.utils.data import DistributedSampler
 
 
 def distributed_world() -> tuple[int, int]:
-    """``(num_replicas, rank)`` of the current process group, ``(1, 0)`` outside one."""
+    """The world size and rank of this process: ``(1, 0)`` outside a process group.
+
+    For samplers that must be told the ranks: :class:`~torch.utils.data.DistributedSampler`
+    asks the process group itself and fails when there is none.
+    """
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
@@ -30,7 +34,10 @@ class DistributedOversampler(DistributedSampler):
 
     It is a :class:`~torch.utils.data.DistributedSampler`, so Lightning leaves it in place
     under DDP rather than substituting its own sampler, and it yields whole batches (lists of
-    positions), for datasets indexed by lists as scvi-tools' are.
+    positions), for datasets indexed by lists as scvi-tools' are: use it as the ``sampler`` of
+    a loader with ``batch_size=None``. A :class:`~torchdata.stateful_dataloader.StatefulDataLoader`
+    over it resumes an interrupted epoch exactly: the stream depends on ``(seed, epoch)`` only,
+    so the restored loader recomputes it and skips the batches already served.
 
     Parameters
     ----------
@@ -92,7 +99,6 @@ class DistributedOversampler(DistributedSampler):
         self.drop_last_batch = drop_last
         #: Draws per rank and epoch (the stream padded to a multiple of ``num_replicas``).
         self.draws_per_rank = math.ceil(n_draws / num_replicas)
-        self._skip_batches = 0
 
     def epoch_draws(self, epoch: int | None = None) -> np.ndarray:
         """The whole stream of an epoch (all ranks), before sharding and padding."""
@@ -111,22 +117,9 @@ class DistributedOversampler(DistributedSampler):
             draws = np.resize(draws, total)  # wraps around, as DistributedSampler pads
         return draws[self.rank : total : self.num_replicas]
 
-    def set_epoch(self, epoch: int) -> None:
-        """Switch to another epoch's stream (called by Lightning at every epoch start)."""
-        if epoch != self.epoch:
-            self._skip_batches = 0
-        super().set_epoch(epoch)
-
-    def resume(self, epoch: int, batches_done: int) -> None:
-        """Continue ``epoch`` after its first ``batches_done`` batches (mid-epoch resume)."""
-        self.epoch = int(epoch)
-        self._skip_batches = int(batches_done)
-
     def __iter__(self) -> Iterator[list[int]]:
         draws = self.rank_draws()
-        skip, self._skip_batches = self._skip_batches, 0
-        n_batches = len(self)
-        for b in range(skip, n_batches):
+        for b in range(len(self)):
             yield draws[b * self.batch_size : (b + 1) * self.batch_size].tolist()
 
     def __len__(self) -> int:

@@ -6,14 +6,15 @@ import logging
 import time
 from pathlib import Path
 
-import matplotlib
-
 from cancergpt_scvi.benchmark import benchmark_integration
 from cancergpt_scvi.datasets import simulate_malignant_atlas
 from cancergpt_scvi.model import CancerGPTModel
-from cancergpt_scvi.plotting import plot_training_history, plot_umaps
+from cancergpt_scvi.plotting import plot_training_history
 
 logger = logging.getLogger(__name__)
+
+# ``obs`` columns the demo's UMAPs are coloured by, one PNG each.
+_UMAP_COLUMNS = ("tissue", "technology", "patient", "cell_state")
 
 
 def run_demo(
@@ -26,21 +27,38 @@ def run_demo(
 ) -> dict[str, Path]:
     """Simulate a malignant atlas, pretrain CancerGPT on CPU, embed and score the embedding.
 
-    Pretraining uses tissue/technology oversampling and adversarial batch and technology
-    losses. The embedding is scored against PCA with scib-metrics (batch: patient,
-    labels: malignant state).
+    Simulates an atlas with :func:`~cancergpt_scvi.datasets.simulate_malignant_atlas`,
+    pretrains :class:`~cancergpt_scvi.model.CancerGPTModel` on it with the default recipe
+    (tissue/technology oversampling, adversarial batch and technology losses), embeds its
+    cells, scores the embedding against PCA with
+    :func:`~cancergpt_scvi.benchmark.benchmark_integration` (batch: patient, labels:
+    malignant state) and draws the training curves and UMAPs of the embedding.
 
-    Writes to ``out_dir``: ``atlas_embedded.h5ad`` (``obsm["X_cancergpt"]``, UMAP),
-    ``umap_{tissue,technology,patient,cell_state}.png``, ``training_curves.png``,
-    ``metrics.csv`` and the trained model in ``model/``.
+    Parameters
+    ----------
+    out_dir
+        Folder of the outputs; created if needed, existing outputs are overwritten.
+    n_cells, n_genes
+        Size of the simulated atlas.
+    max_epochs
+        Pretraining epochs.
+    preset
+        Size preset of the model (see :class:`~cancergpt_scvi.model.CancerGPTModel`).
+    seed
+        Seed of the simulation, of scvi-tools' random state and of UMAP.
 
     Returns
     -------
-    Paths of the outputs by name.
+    Paths of the outputs by name: ``model`` (the saved model folder), ``training_curves``
+    (``training_curves.png``), ``metrics`` (``metrics.csv``, the scores), the UMAPs
+    ``umap_tissue``, ``umap_technology``, ``umap_patient``, ``umap_cell_state`` (PNGs of the
+    same names) and ``h5ad`` (``atlas_embedded.h5ad``: the atlas with
+    ``obsm["X_cancergpt"]``, its neighbour graph and ``obsm["X_umap"]``).
     """
+    import matplotlib.pyplot as plt
+    import scanpy as sc
     import scvi
 
-    matplotlib.use("Agg")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scvi.settings.seed = seed
@@ -58,7 +76,7 @@ def run_demo(
     paths: dict[str, Path] = {"model": out / "model"}
     model.save(paths["model"], overwrite=True)
     paths["training_curves"] = out / "training_curves.png"
-    plot_training_history(model.history, paths["training_curves"])
+    plt.close(plot_training_history(model.history, paths["training_curves"]))
 
     metrics = benchmark_integration(
         adata,
@@ -72,10 +90,15 @@ def run_demo(
     paths["metrics"] = out / "metrics.csv"
     metrics.to_csv(paths["metrics"], index=False)
 
-    for png in plot_umaps(
-        adata, "X_cancergpt", ["tissue", "technology", "patient", "cell_state"], out
-    ):
-        paths[png.stem] = png
+    # one UMAP, kept in the h5ad, drawn once per obs column
+    sc.pp.neighbors(adata, use_rep="X_cancergpt", random_state=seed)
+    sc.tl.umap(adata, random_state=seed)
+    for column in _UMAP_COLUMNS:
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        sc.pl.umap(adata, color=column, ax=ax, show=False, title=f"CancerGPT: {column}")
+        paths[f"umap_{column}"] = out / f"umap_{column}.png"
+        fig.savefig(paths[f"umap_{column}"], dpi=120, bbox_inches="tight")
+        plt.close(fig)
     paths["h5ad"] = out / "atlas_embedded.h5ad"
     adata.write_h5ad(paths["h5ad"])
     logger.info("Demo finished in %.0f s; outputs in %s.", time.perf_counter() - start, out)

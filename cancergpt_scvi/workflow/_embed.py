@@ -22,10 +22,28 @@ def embed_file(
 ) -> Path:
     """Read an h5ad, embed its cells with a saved model, write the h5ad with ``obsm[key]``.
 
-    The model folder is one written by :meth:`CancerGPTModel.save`; the input needs only the
-    genes (matched by symbol through the model's vocabulary). The output is written to a
-    temporary name first and moved into place, so a failure never leaves a half-written file,
-    and an existing output is only replaced with ``overwrite=True``.
+    The input needs only the genes (matched by symbol through the model's vocabulary). The
+    output is written to a temporary name first and moved into place, so a failure never
+    leaves a half-written file.
+
+    Parameters
+    ----------
+    in_path
+        The ``.h5ad`` file of the cells to embed.
+    model_dir
+        A folder written by :meth:`~cancergpt_scvi.model.CancerGPTModel.save`.
+    out_path
+        The ``.h5ad`` file to write: the input with the embedding in ``obsm[key]``.
+    key
+        ``obsm`` key of the embedding.
+    batch_size
+        Cells per forward pass.
+    overwrite
+        Whether to replace an existing ``out_path``.
+
+    Returns
+    -------
+    ``out_path``.
     """
     in_path, out_path, model_dir = Path(in_path), Path(out_path), Path(model_dir)
     if not in_path.is_file():
