@@ -25,9 +25,12 @@ from cancergpt_scvi.survival import (
     SurvivalModel,
     concordance_harrell,
     concordance_uno,
+    cox_log_partial_likelihood,
+    cox_penalty_grid,
     logrank_pvalue,
     plot_kaplan_meier,
     risk_groups,
+    tune_cox_penalty,
 )
 from cancergpt_scvi.survival._module import cox_partial_nll_terms
 
@@ -395,6 +398,137 @@ def test_cross_validation_tunes_alpha_from_a_list():
     assert set(chosen) <= {0.01, 100.0}
     assert np.isfinite(table.loc["mean", "c_index_harrell"])
     assert model.cv_results_ is table and not np.isnan(model.oof_risk_percentile_).any()
+
+
+# --- the penalty chosen by inner cross-validation ----------------------------------------------
+
+
+def signal_or_noise_cohort(informative: bool, n: int = 150, p: int = 30, seed: int = 0):
+    """``p`` features; with ``informative`` three of them drive the hazard, else none do."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, p))
+    beta = np.zeros(p)
+    if informative:
+        beta[:3] = [1.0, -0.8, 0.6]
+    t = rng.exponential(np.exp(-x @ beta))
+    c = rng.exponential(2.0, size=n)
+    obs = pd.DataFrame(
+        {"time": np.minimum(t, c) + 1e-3, "death": (t <= c).astype(int)},
+        index=[f"s{i}" for i in range(n)],
+    )
+    adata = ad.AnnData(X=np.zeros((n, 1), dtype=np.float32), obs=obs)
+    adata.obsm["emb"] = x
+    return adata
+
+
+def test_inner_cv_picks_a_stronger_penalty_on_noise_than_on_signal(caplog):
+    chosen = {}
+    for informative in (True, False):
+        adata = signal_or_noise_cohort(informative)
+        SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+        model = SurvivalModel(adata)  # the default: alpha="cv"
+        with caplog.at_level(logging.INFO, logger="cancergpt_scvi.survival._model"):
+            model.train(cv_seed=0, **QUIET)
+        curve = model.alpha_path_
+        assert list(curve.columns) == ["alpha", "deviance", "deviance_se", "chosen"]
+        assert len(curve) == 50 and curve["alpha"].is_monotonic_decreasing
+        assert curve["chosen"].sum() == 1
+        assert model.alpha_ == pytest.approx(curve.loc[curve["chosen"], "alpha"].item())
+        assert model.module.alpha == pytest.approx(model.alpha_)
+        chosen[informative] = model.alpha_
+    assert "chosen by 5-fold cross-validation (deviance)" in caplog.text
+    # noise: the null model (the top of the path); signal: a penalty far down the path
+    assert chosen[False] > 30 * chosen[True], chosen
+
+
+def test_tuned_penalty_with_categorical_and_continuous_covariates():
+    rng = np.random.default_rng(4)
+    n = 160
+    stage = rng.choice(["I", "II", "III"], size=n)
+    age = rng.normal(60, 10, size=n)
+    x = rng.normal(size=(n, 6))
+    eta = 1.2 * (stage == "III") + 0.5 * (stage == "II") + 0.04 * (age - 60) + 0.5 * x[:, 0]
+    t = rng.exponential(np.exp(-eta))
+    c = rng.exponential(2.0, size=n)
+    obs = pd.DataFrame(
+        {
+            "time": np.minimum(t, c) + 1e-3,
+            "death": (t <= c).astype(int),
+            "age": age,
+            "stage": pd.Categorical(stage),
+        },
+        index=[f"p{i}" for i in range(n)],
+    )
+    adata = ad.AnnData(X=np.zeros((n, 1), dtype=np.float32), obs=obs)
+    adata.obsm["emb"] = x
+    SurvivalModel.setup_anndata(
+        adata,
+        "time",
+        "death",
+        covariate_keys=["age"],
+        categorical_covariate_keys=["stage"],
+        embedding_key="emb",
+    )
+    model = SurvivalModel(adata)
+    assert model.module.n_design == 6 + 1 + 3
+    model.train(cv_seed=1, **QUIET)
+    grid = model.alpha_path_["alpha"]
+    assert grid.min() < model.alpha_ < grid.max()  # neither end of the path
+    w = model.module.head.weight.detach().numpy().ravel()
+    # every standardised column is penalised alike, and the covariates keep their weight
+    assert w[6] > 0.1  # age
+    assert w[9] > w[8] > w[7]  # one-hot stage I < II < III
+    table = cross_validate_survival(model, n_folds=3, seed=0, progress_bar=False)
+    assert table.loc["mean", "c_index_harrell"] > 0.65
+    assert (table.loc["fold 0":"fold 2", "alpha"] > 0).all()
+
+
+def test_penalty_given_or_from_a_list_and_saved(tmp_path):
+    adata = linear_cohort(120)
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    fixed = SurvivalModel(adata, alpha=0.3)
+    fixed.train(**QUIET)
+    assert fixed.alpha_ == 0.3 and fixed.alpha_path_ is None
+    with pytest.raises(RuntimeError, match="fixed alpha"):
+        fixed.tune_penalty(np.arange(120))
+    listed = SurvivalModel(adata, alpha=[100.0, 0.01], cv_folds=3, cv_scoring="c_index")
+    listed.train(**QUIET)
+    assert listed.alpha_ in (0.01, 100.0)
+    assert list(listed.alpha_path_["alpha"]) == [100.0, 0.01]
+    assert "c_index_se" in listed.alpha_path_
+    listed.save(tmp_path / "m", overwrite=True)
+    loaded = SurvivalModel.load(tmp_path / "m", adata=adata)
+    assert loaded.alpha_ == listed.alpha_
+    pd.testing.assert_frame_equal(loaded.alpha_path_, listed.alpha_path_)
+    for bad, match in (("auto", "alpha must be 'cv'"), (-1.0, "non-negative"), ([], "non-neg")):
+        with pytest.raises(ValueError, match=match):
+            SurvivalModel(adata, alpha=bad)
+    with pytest.raises(ValueError, match="cv_scoring"):
+        SurvivalModel(adata, cv_scoring="aic")
+
+
+def test_penalty_grid_and_tuning_on_any_fitter():
+    adata = linear_cohort(150)
+    x = adata.obsm["emb"]
+    d, e = adata.obs["time"].to_numpy(), adata.obs["death"].to_numpy()
+    grid = cox_penalty_grid(x, d, e, n_alphas=10, min_ratio=1e-3)
+    assert grid[0] / grid[-1] == pytest.approx(1e3) and np.all(np.diff(grid) < 0)
+    assert cox_penalty_grid(x, d, e, l1_ratio=1.0)[0] == pytest.approx(grid[0] * 0.01)
+    # a fitter that ignores the data: only its fixed scores decide
+    calls = []
+
+    def fit_path(rows, alphas):
+        calls.append(len(rows))
+        # the best penalty predicts the truth, the others noise
+        truth = x @ np.array([1.0, -0.6, 0.3, 0.0])
+        noise = np.random.default_rng(len(calls)).normal(size=len(d))
+        return np.array([truth if a == 1.0 else noise for a in alphas])
+
+    folds = survival_folds(e, n_folds=4, seed=0)
+    alpha, curve = tune_cox_penalty(fit_path, d, e, [0.1, 10.0, 1.0], folds)
+    assert alpha == 1.0 and len(calls) == 4
+    assert list(curve["alpha"]) == [10.0, 1.0, 0.1]
+    assert cox_log_partial_likelihood(np.zeros(len(d)), d, e) < 0
 
 
 # --- the [survival] extra ----------------------------------------------------------------------

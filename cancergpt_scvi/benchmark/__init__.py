@@ -4,7 +4,11 @@ from ._cross_validation import stratified_folds, survival_folds
 from ._drug_response import (
     cross_validate_drug_response,
     drug_response_splits,
+    nearest_drugs_predict,
+    per_drug_ridge_predict,
     plot_drug_response,
+    plot_per_drug_comparison,
+    tanimoto_similarity,
 )
 from ._integration import (
     BASELINE_OBSM_KEYS,
@@ -21,7 +25,11 @@ __all__ = [
     "cross_validate_drug_response",
     "cross_validate_survival",
     "drug_response_splits",
+    "nearest_drugs_predict",
+    "per_drug_ridge_predict",
     "plot_drug_response",
+    "plot_per_drug_comparison",
     "stratified_folds",
     "survival_folds",
+    "tanimoto_similarity",
 ]

@@ -6,7 +6,7 @@ the head and its metrics need the extra ``[drug]`` and are imported when a funct
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -256,3 +256,247 @@ def plot_drug_response(
     )
     fig.tight_layout()
     return fig
+
+
+def _mean_by(train_pairs: pd.DataFrame, key: str, test_pairs: pd.DataFrame) -> np.ndarray:
+    """Each test pair's mean training response of its ``key``; the global mean if unseen."""
+    means = train_pairs.groupby(key)["response"].mean()
+    return test_pairs[key].map(means).fillna(train_pairs["response"].mean()).to_numpy(float)
+
+
+def per_drug_ridge_predict(
+    features: pd.DataFrame,
+    train_pairs: pd.DataFrame,
+    test_pairs: pd.DataFrame,
+    n_components: int = 100,
+    alphas: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """One ridge regression per drug on the principal components of the cell lines' features.
+
+    The baseline a user fits first for held-out cell lines: PCA fitted on the training pairs'
+    cell lines only, then for each drug a :class:`~sklearn.linear_model.RidgeCV` (penalty by
+    efficient leave-one-out CV over ``alphas``) from its training cell lines' components to
+    their responses. A drug with fewer than 3 training pairs gets its mean (or the global
+    mean).
+
+    Parameters
+    ----------
+    features
+        Cell lines x features (e.g. expression), indexed by cell-line name.
+    train_pairs, test_pairs
+        Long tables with ``cell_line``, ``drug`` (and ``response`` for training).
+    n_components
+        Principal components (at most the number of training cell lines minus one).
+    alphas
+        Candidate penalties; default 25 values from 1e-2 to 1e6, log-spaced.
+
+    Returns
+    -------
+    Predicted response of each test pair, in its order.
+
+    Raises
+    ------
+    ValueError
+        A cell line of the pairs has no row in ``features``.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import RidgeCV
+
+    needed = pd.unique(pd.concat([train_pairs["cell_line"], test_pairs["cell_line"]]).astype(str))
+    missing = [c for c in needed if c not in features.index]
+    if missing:
+        raise ValueError(f"No features for cell line(s) {listing(missing)}.")
+    alphas = np.logspace(-2, 6, 25) if alphas is None else np.asarray(alphas, dtype=float)
+    train_cells = pd.unique(train_pairs["cell_line"].astype(str))
+    n_components = max(1, min(n_components, len(train_cells) - 1, features.shape[1]))
+    pca = PCA(n_components=n_components, random_state=0)
+    pca.fit(features.loc[train_cells].to_numpy(dtype=float))
+    scores = pd.DataFrame(pca.transform(features.loc[needed].to_numpy(dtype=float)), index=needed)
+    predicted = _mean_by(train_pairs, "drug", test_pairs)
+    train_by_drug = dict(list(train_pairs.groupby("drug")))
+    for drug, rows in test_pairs.groupby("drug").indices.items():
+        train = train_by_drug.get(drug)
+        if train is None or len(train) < 3:
+            continue
+        ridge = RidgeCV(alphas=alphas).fit(
+            scores.loc[train["cell_line"].astype(str)].to_numpy(), train["response"].to_numpy()
+        )
+        test_cells = test_pairs["cell_line"].iloc[rows].astype(str)
+        predicted[rows] = ridge.predict(scores.loc[test_cells].to_numpy())
+    return predicted
+
+
+def tanimoto_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Tanimoto (Jaccard) similarity between two sets of bit fingerprints.
+
+    Parameters
+    ----------
+    a, b
+        ``(m, n_bits)`` and ``(n, n_bits)`` arrays of 0s and 1s.
+
+    Returns
+    -------
+    ``(m, n)`` similarities in [0, 1] (0 between two empty fingerprints).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    shared = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - shared
+    return np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
+
+
+def _nearest_drugs(
+    matrix: np.ndarray,
+    similarity: np.ndarray,
+    ks: Sequence[int],
+    exclude: np.ndarray | None = None,
+) -> dict[int, np.ndarray]:
+    """For each query drug and cell line: similarity-weighted mean of the k nearest measured.
+
+    ``matrix`` is cell lines x reference drugs (NaN: unmeasured), ``similarity`` queries x
+    reference drugs; ``exclude[j]`` is a reference column query j may not use (itself).
+    Returns k -> cell lines x queries (NaN where no similar drug was measured).
+    """
+    n_cells, n_queries = matrix.shape[0], similarity.shape[0]
+    out = {k: np.full((n_cells, n_queries), np.nan) for k in ks}
+    for j in range(n_queries):
+        order = np.argsort(-similarity[j], kind="stable")
+        values = matrix[:, order]
+        weights = similarity[j, order]
+        valid = ~np.isnan(values) & (weights > 0)[None, :]
+        if exclude is not None:
+            valid[:, order == exclude[j]] = False
+        rank = np.cumsum(valid, axis=1)
+        filled = np.where(valid, values, 0.0) * weights
+        for k in ks:
+            chosen = valid & (rank <= k)
+            total = (chosen * weights).sum(1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[k][:, j] = np.where(total > 0, (filled * chosen).sum(1) / total, np.nan)
+    return out
+
+
+def nearest_drugs_predict(
+    fingerprints: Mapping[str, np.ndarray],
+    train_pairs: pd.DataFrame,
+    test_pairs: pd.DataFrame,
+    k: int | Sequence[int] = (1, 2, 3, 5, 10, 20, 50),
+) -> tuple[np.ndarray, int]:
+    """k nearest training drugs by fingerprint similarity: a baseline for unseen drugs.
+
+    A test pair (cell line, drug) gets the mean of the cell line's responses to the ``k``
+    training drugs most similar to the drug (Tanimoto similarity of their fingerprints, e.g.
+    :func:`~cancergpt_scvi.drug_response.morgan_fingerprint`) that were measured on it,
+    weighted by that similarity. Without any similar measured drug it gets the cell line's mean
+    training response (or the global mean). With several ``k``, the one of lowest squared error
+    in leave-one-drug-out over the training drugs is used.
+
+    Parameters
+    ----------
+    fingerprints
+        Drug name -> bit fingerprint, for every drug of the pairs.
+    train_pairs, test_pairs
+        Long tables with ``cell_line``, ``drug`` (and ``response`` for training).
+    k
+        Number of neighbours, or candidates to choose from.
+
+    Returns
+    -------
+    predictions
+        Predicted response of each test pair, in its order.
+    k
+        The number of neighbours used.
+
+    Raises
+    ------
+    ValueError
+        A drug of the pairs has no fingerprint, or ``k`` is not positive.
+    """
+    ks = [int(k)] if np.isscalar(k) else [int(v) for v in k]
+    if not ks or min(ks) < 1:
+        raise ValueError(f"k must be positive, got {k!r}.")
+    drugs = pd.unique(pd.concat([train_pairs["drug"], test_pairs["drug"]]).astype(str))
+    missing = [d for d in drugs if d not in fingerprints]
+    if missing:
+        raise ValueError(f"No fingerprint for drug(s) {listing(missing)}.")
+    matrix = train_pairs.pivot_table(
+        index="cell_line", columns="drug", values="response", aggfunc="mean"
+    )
+    reference = list(matrix.columns)
+    values = matrix.to_numpy(dtype=float)
+    ref_fp = np.stack([fingerprints[d] for d in reference])
+    fallback = _mean_by(train_pairs, "cell_line", test_pairs)
+    if len(ks) > 1:
+        # leave-one-drug-out over the training drugs
+        loo = _nearest_drugs(
+            values, tanimoto_similarity(ref_fp, ref_fp), ks, exclude=np.arange(len(reference))
+        )
+        cell_means = np.nanmean(values, axis=1, keepdims=True)
+        measured = ~np.isnan(values)
+        errors = {
+            kk: float(np.mean((np.where(np.isnan(p), cell_means, p) - values)[measured] ** 2))
+            for kk, p in loo.items()
+        }
+        best = min(errors, key=errors.get)
+    else:
+        best = ks[0]
+    queries = list(pd.unique(test_pairs["drug"].astype(str)))
+    query_fp = np.stack([fingerprints[d] for d in queries])
+    predicted = _nearest_drugs(values, tanimoto_similarity(query_fp, ref_fp), [best])[best]
+    rows = matrix.index.get_indexer(test_pairs["cell_line"].astype(str))
+    cols = pd.Index(queries).get_indexer(test_pairs["drug"].astype(str))
+    out = np.where(rows >= 0, predicted[np.maximum(rows, 0), cols], np.nan)
+    return np.where(np.isnan(out), fallback, out), best
+
+
+def plot_per_drug_comparison(
+    predictions: pd.DataFrame,
+    x_method: str,
+    y_method: str,
+    min_pairs: int = 10,
+    ax=None,
+) -> Figure:
+    """Per-drug Pearson of one method against another's, one point per drug.
+
+    Parameters
+    ----------
+    predictions
+        Long table with ``method``, ``drug``, ``response``, ``prediction``; each method's
+        per-drug Pearson is over all its pairs of the drug.
+    x_method, y_method
+        Methods on the horizontal and vertical axis.
+    min_pairs
+        Fewest pairs a drug needs for its Pearson.
+    ax
+        Matplotlib axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    The figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from cancergpt_scvi.drug_response import per_drug_pearson
+
+    per_drug = {}
+    for method in (x_method, y_method):
+        rows = predictions[predictions["method"] == method]
+        if rows.empty:
+            raise ValueError(f"No predictions for method {method!r}.")
+        per_drug[method] = per_drug_pearson(
+            rows["response"], rows["prediction"], rows["drug"], min_pairs
+        )
+    both = pd.concat(per_drug, axis=1, join="inner")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 4.4))
+    x, y = both[x_method], both[y_method]
+    ax.scatter(x, y, s=10, alpha=0.6, linewidths=0)
+    lims = [min(x.min(), y.min(), 0.0) - 0.05, max(x.max(), y.max()) + 0.05]
+    ax.plot(lims, lims, color="grey", lw=1, ls="--")
+    ax.set(
+        xlim=lims,
+        ylim=lims,
+        xlabel=f"{x_method}: per-drug Pearson (mean {x.mean():.3f})",
+        ylabel=f"{y_method}: per-drug Pearson (mean {y.mean():.3f})",
+        title=f"{len(both)} drugs; above the diagonal: {(y > x).mean():.0%}",
+    )
+    return ax.figure

@@ -66,48 +66,38 @@ def _percentile_among(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _fit_fold(
-    model: SurvivalModel, train: np.ndarray, alpha: float, seed: int, **train_kwargs
+    model: SurvivalModel,
+    train: np.ndarray,
+    seed: int,
+    alpha: float | Sequence[float] | str | None = None,
+    inner_folds: int | None = None,
+    **train_kwargs,
 ) -> SurvivalModel:
-    """A fresh model of ``model``'s configuration (penalty ``alpha``) trained on ``train``."""
-    kwargs = {**model.init_params_["non_kwargs"], "alpha": alpha}
+    """A fresh model of ``model``'s configuration trained on ``train``.
+
+    ``alpha`` and ``inner_folds`` override the configuration's penalty and ``cv_folds``; a
+    tuned penalty is chosen by the fold model's own inner cross-validation of ``train``
+    (:meth:`~cancergpt_scvi.survival.SurvivalModel.tune_penalty`, inner folds seeded by
+    ``seed``).
+    """
+    kwargs = dict(model.init_params_["non_kwargs"])
+    if alpha is not None:
+        kwargs["alpha"] = alpha
+    if inner_folds is not None:
+        kwargs["cv_folds"] = inner_folds
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         fold_model = type(model)(model.adata, **kwargs)
-        fold_model.train(train_indices=train, **train_kwargs)
+        fold_model.train(train_indices=train, cv_seed=seed, **train_kwargs)
     return fold_model
-
-
-def _tune_alpha(
-    model: SurvivalModel,
-    train: np.ndarray,
-    alphas: Sequence[float],
-    inner_folds: int,
-    seed: int,
-    **train_kwargs,
-) -> float:
-    """The penalty of highest mean Harrell's C over inner folds of ``train`` (ties: larger)."""
-    durations, events = _outcome(model)
-    try:
-        splits = survival_folds(events[train], n_folds=inner_folds, seed=seed)
-    except ValueError as err:
-        raise ValueError(f"Cannot tune alpha in an outer training fold: {err}") from err
-    scores = []
-    for alpha in alphas:
-        c = []
-        for k, (tr, te) in enumerate(splits):
-            fold_model = _fit_fold(model, train[tr], alpha, seed * 1000 + k, **train_kwargs)
-            risk = fold_model.predict_risk(indices=train[te])
-            c.append(concordance_harrell(durations[train[te]], events[train[te]], risk))
-        scores.append((float(np.mean(c)), alpha))
-    return max(scores)[1]  # highest C; on a tie, the larger alpha
 
 
 def cross_validate_survival(
     model: SurvivalModel,
     n_folds: int = 5,
     seed: int = 0,
-    alpha: float | Sequence[float] | None = None,
-    inner_folds: int = 3,
+    alpha: float | Sequence[float] | str | None = None,
+    inner_folds: int | None = None,
     progress_bar: bool = True,
     **train_kwargs,
 ) -> pd.DataFrame:
@@ -133,11 +123,14 @@ def cross_validate_survival(
     seed
         Seed of the fold assignment and of the fold models' initialisation.
     alpha
-        Penalty of the fold models: ``None`` keeps ``model``'s; a list of values tunes it in
-        each fold by an inner ``inner_folds``-fold cross-validation of the fold's training
-        samples (highest mean Harrell's C; on a tie the larger penalty).
+        Penalty of the fold models: ``None`` keeps ``model``'s (by default ``"cv"``); a
+        number fixes it; ``"cv"`` or a list of values tunes it in each fold by the fold
+        model's own inner cross-validation of the fold's training samples
+        (:meth:`~cancergpt_scvi.survival.SurvivalModel.tune_penalty`: stratified inner folds,
+        the model's ``cv_scoring``, on a tie the larger penalty), so the reported C-index is
+        not optimistic about the choice.
     inner_folds
-        Folds of the inner cross-validation when ``alpha`` is a list.
+        Folds of that inner cross-validation; ``None`` keeps ``model``'s ``cv_folds``.
     progress_bar
         Show a progress bar over folds.
     **train_kwargs
@@ -145,29 +138,22 @@ def cross_validate_survival(
 
     Returns
     -------
-    One row per fold (``n_train``, ``n_test``, ``n_events_test``, ``alpha``,
-    ``c_index_harrell``, ``c_index_uno``), then rows ``mean`` and ``std`` (the spread across
-    folds).
+    One row per fold (``n_train``, ``n_test``, ``n_events_test``, ``alpha``: the penalty
+    used, chosen or given, ``c_index_harrell``, ``c_index_uno``), then rows ``mean`` and
+    ``std`` (the spread across folds).
     """
     require("sksurv.metrics", extra="survival", feature="cross_validate_survival")
     durations, events = _outcome(model)
     n = len(durations)
     folds = survival_folds(events, n_folds=n_folds, seed=seed)
-    if alpha is None:
-        alphas = [model.module.alpha]
-    else:
-        alphas = [float(a) for a in np.atleast_1d(alpha)]
-        if not alphas or min(alphas) < 0:
-            raise ValueError(f"alpha must be non-negative values, got {alpha!r}.")
     train_kwargs.setdefault("enable_progress_bar", False)
     oof_risk = np.full(n, np.nan)
     oof_pct = np.full(n, np.nan)
     rows = []
     for k, (tr, te) in enumerate(tqdm(folds, desc="CV folds", disable=not progress_bar)):
-        fold_alpha = alphas[0]
-        if len(alphas) > 1:
-            fold_alpha = _tune_alpha(model, tr, alphas, inner_folds, seed, **train_kwargs)
-        fold_model = _fit_fold(model, tr, fold_alpha, seed * 1000 + k, **train_kwargs)
+        fold_model = _fit_fold(
+            model, tr, seed * 1000 + k, alpha=alpha, inner_folds=inner_folds, **train_kwargs
+        )
         risk_te = fold_model.predict_risk(indices=te)
         oof_risk[te] = risk_te
         oof_pct[te] = _percentile_among(fold_model.predict_risk(indices=tr), risk_te)
@@ -176,7 +162,7 @@ def cross_validate_survival(
                 "n_train": len(tr),
                 "n_test": len(te),
                 "n_events_test": int(events[te].sum()),
-                "alpha": fold_alpha,
+                "alpha": fold_model.alpha_,
                 "c_index_harrell": concordance_harrell(durations[te], events[te], risk_te),
                 "c_index_uno": concordance_uno(
                     durations[tr], events[tr], durations[te], events[te], risk_te
@@ -205,8 +191,8 @@ def compare_survival_features(
     n_top_genes: int = 500,
     n_folds: int = 5,
     seed: int = 0,
-    alphas: Mapping[str, float | Sequence[float]] | None = None,
-    inner_folds: int = 3,
+    alphas: Mapping[str, float | Sequence[float] | str] | None = None,
+    inner_folds: int | None = None,
     true_risk_key: str | None = None,
     progress_bar: bool = True,
 ) -> pd.DataFrame:
@@ -244,11 +230,12 @@ def compare_survival_features(
     n_folds, seed
         Cross-validation folds and seed (the same folds for every feature set).
     alphas
-        Penalty strength per kind of feature set (keys of :data:`DEFAULT_ALPHAS`); a list of
-        values is tuned in each fold by inner cross-validation (see
-        :func:`cross_validate_survival`).
+        Penalty strength per kind of feature set (keys of :data:`DEFAULT_ALPHAS`); ``"cv"``
+        (the model's penalty path) or a list of values is tuned in each fold by inner
+        cross-validation (see :func:`cross_validate_survival`).
     inner_folds
-        Folds of that inner cross-validation.
+        Folds of that inner cross-validation; ``None``: the model's default
+        (:class:`~cancergpt_scvi.survival.SurvivalModel`'s ``cv_folds``).
     true_risk_key
         ``obs`` column of a known risk, for an oracle row.
     progress_bar

@@ -1,6 +1,7 @@
-"""Example data: simulated malignant atlases, tumours, cohorts and screens."""
+"""Example data: simulated malignant atlases, tumours, cohorts and screens; real GDSC screens."""
 
 from ._corpus import write_simulated_corpus
+from ._gdsc import GDSCData, match_cell_lines, normalize_cell_line_name, read_gdsc
 from ._glioblastoma import GLIOBLASTOMA_STATES, simulate_glioblastoma
 from ._malignant_atlas import (
     MALIGNANT_STATES,
@@ -20,8 +21,12 @@ __all__ = [
     "GLIOBLASTOMA_STATES",
     "MALIGNANT_STATES",
     "PRETRAINING_TISSUE_COMPOSITION",
+    "GDSCData",
     "SimulatedDrugResponse",
     "example_drug_library",
+    "match_cell_lines",
+    "normalize_cell_line_name",
+    "read_gdsc",
     "simulate_drug_response",
     "simulate_glioblastoma",
     "simulate_malignant_atlas",

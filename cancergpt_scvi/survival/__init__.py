@@ -2,7 +2,9 @@
 
 Training and prediction need only the base install; the C-index, the log-rank test and the
 Kaplan–Meier curves need the ``[survival]`` extra (lifelines, scikit-survival) and say so when
-it is missing. Cross-validation is :func:`cancergpt_scvi.benchmark.cross_validate_survival`.
+it is missing. The penalty is chosen by inner cross-validation by default
+(:func:`tune_cox_penalty` along :func:`cox_penalty_grid`); outer cross-validation is
+:func:`cancergpt_scvi.benchmark.cross_validate_survival`.
 """
 
 from ._metrics import (
@@ -15,14 +17,18 @@ from ._metrics import (
 )
 from ._model import SurvivalModel
 from ._module import CoxPHModule
+from ._tuning import cox_log_partial_likelihood, cox_penalty_grid, tune_cox_penalty
 
 __all__ = [
     "CoxPHModule",
     "SurvivalModel",
     "concordance_harrell",
     "concordance_uno",
+    "cox_log_partial_likelihood",
+    "cox_penalty_grid",
     "logrank_pvalue",
     "plot_kaplan_meier",
     "risk_groups",
+    "tune_cox_penalty",
     "uno_truncation_time",
 ]

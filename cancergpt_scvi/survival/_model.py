@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from typing import TYPE_CHECKING, Literal
@@ -29,7 +30,8 @@ from scvi.train import TrainingPlan, TrainRunner
 from cancergpt_scvi._listing import listing
 
 from ._metrics import RiskGroupMethod, concordance_harrell, plot_kaplan_meier, risk_groups
-from ._module import SURVIVAL_REGISTRY_KEYS, CoxPHModule, Ties
+from ._module import SURVIVAL_REGISTRY_KEYS, CoxPHModule, Ties, cox_partial_nll_terms
+from ._tuning import Scoring, cox_penalty_grid, tune_cox_penalty
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -162,6 +164,90 @@ def _column_std(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).std(axis=0)
 
 
+def _check_alpha(alpha) -> np.ndarray | None:
+    """``None`` for a fixed penalty; the candidate penalties (empty: the default path)."""
+    if isinstance(alpha, str):
+        if alpha != "cv":
+            raise ValueError(f"alpha must be 'cv', a number or a list of numbers, got {alpha!r}.")
+        return np.array([])
+    values = np.atleast_1d(np.asarray(alpha, dtype=float))
+    if values.size == 0 or not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"alpha must be non-negative, got {alpha!r}.")
+    if np.ndim(alpha) == 0:
+        return None
+    return np.unique(values)[::-1]
+
+
+def _fit_penalty_path(
+    module: CoxPHModule,
+    design: torch.Tensor,
+    durations: torch.Tensor,
+    events: torch.Tensor,
+    rows: np.ndarray,
+    alphas: np.ndarray,
+    optimizer: Optimizer,
+    lr: float,
+    max_epochs: int,
+) -> np.ndarray:
+    """Linear predictors of all samples of ``design`` along a penalty path fitted on ``rows``.
+
+    A float64 copy of ``module`` is standardised on ``rows`` and fitted at each penalty from
+    the largest to the smallest, each fit warm-started from the previous one: L-BFGS to
+    convergence (smooth problems) or Adam, ``max_epochs`` steps for the first penalty and a
+    quarter of them for each next one.
+    """
+    work = copy.deepcopy(module).double()
+    for layer in work.head.modules():
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
+    if isinstance(work.head, torch.nn.Linear):
+        torch.nn.init.zeros_(work.head.weight)
+    fit = design[rows]
+    mean, scale = fit.mean(0), fit.std(0, unbiased=False)
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    z = (design - mean) / scale
+    z_fit, d_fit, e_fit = z[rows], durations[rows], events[rows]
+    params = list(work.head.parameters())
+
+    def objective() -> torch.Tensor:
+        eta = work.head(z_fit).squeeze(-1)
+        return cox_partial_nll_terms(eta, d_fit, e_fit, ties=work.ties).mean() + work.penalty()
+
+    out = np.empty((len(alphas), design.shape[0]))
+    for i, alpha in enumerate(alphas):
+        work.alpha = float(alpha)
+        work.train()
+        if optimizer == "LBFGS":
+            opt = torch.optim.LBFGS(
+                params,
+                lr=1.0,
+                max_iter=200,
+                history_size=20,
+                tolerance_grad=1e-7,
+                tolerance_change=1e-10,
+                line_search_fn="strong_wolfe",
+            )
+
+            def closure() -> torch.Tensor:
+                for p in params:
+                    p.grad = None
+                loss = objective()
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+        else:
+            opt = torch.optim.Adam(params, lr=lr)
+            for _ in range(max_epochs if i == 0 else max(max_epochs // 4, 1)):
+                opt.zero_grad()
+                objective().backward()
+                opt.step()
+        work.eval()
+        with torch.no_grad():
+            out[i] = work.head(z).squeeze(-1).numpy()
+    return out
+
+
 class SurvivalModel(BaseModelClass):
     """Cox proportional-hazards model of patient survival on sample features.
 
@@ -185,12 +271,34 @@ class SurvivalModel(BaseModelClass):
     ties
         ``"efron"`` (default, as lifelines and R's ``coxph``) or ``"breslow"``.
     alpha
-        Penalty strength on the standardised weights (glmnet's ``lambda``).
+        Penalty strength on the standardised weights (glmnet's ``lambda``). ``"cv"``
+        (default): chosen at every :meth:`train` by ``cv_folds``-fold cross-validation of the
+        training samples along a path of ``n_alphas`` penalties
+        (:func:`~cancergpt_scvi.survival.cox_penalty_grid`), as glmnet's ``cv.glmnet``. A list
+        of values: chosen among them the same way. A number: that penalty, no tuning.
     l1_ratio
         Share of L1 in the penalty: 0 ridge (default), 1 lasso.
+    n_alphas
+        Length of the penalty path when ``alpha="cv"``.
+    alpha_min_ratio
+        Smallest penalty of the path as a fraction of its largest, when ``alpha="cv"``.
+    cv_folds
+        Folds of the inner cross-validation that tunes the penalty, stratified on the event
+        (:func:`~cancergpt_scvi.benchmark.survival_folds`).
+    cv_scoring
+        Score of that cross-validation: ``"deviance"`` (default; the cross-validated
+        partial-likelihood deviance, glmnet's default for Cox models, smooth in the penalty
+        and stable on small folds, needs no extra) or ``"c_index"`` (Harrell's C; needs the
+        ``[survival]`` extra). See :func:`~cancergpt_scvi.survival.tune_cox_penalty`.
 
     Attributes
     ----------
+    alpha_
+        The penalty of the last :meth:`train` (chosen or given); ``None`` before.
+    alpha_path_
+        The inner cross-validation curve of the last tuned :meth:`train`: one row per
+        penalty with ``alpha``, the mean score, its standard error and ``chosen``; ``None``
+        when the penalty was given as a number.
     cv_results_
         Per-fold C-indices of the last :func:`~cancergpt_scvi.benchmark.cross_validate_survival`
         of this model's configuration; ``None`` before.
@@ -212,7 +320,9 @@ class SurvivalModel(BaseModelClass):
     >>> adata = simulate_survival_cohort(n_patients=200)
     >>> adata.obsm["X_cancergpt"] = embed_bulk(cancergpt_model, adata)
     >>> SurvivalModel.setup_anndata(adata, "duration", "event", embedding_key="X_cancergpt")
-    >>> model = SurvivalModel(adata)
+    >>> model = SurvivalModel(adata)  # penalty tuned by inner cross-validation
+    >>> model.train()
+    >>> model.alpha_, model.alpha_path_
     >>> folds = cross_validate_survival(model, n_folds=5)
     >>> ax, p = model.plot_kaplan_meier()
     """
@@ -229,10 +339,27 @@ class SurvivalModel(BaseModelClass):
         n_layers: int = 1,
         dropout_rate: float = 0.1,
         ties: Ties = "efron",
-        alpha: float = 0.05,
+        alpha: float | Sequence[float] | Literal["cv"] = "cv",
         l1_ratio: float = 0.0,
+        n_alphas: int = 50,
+        alpha_min_ratio: float = 1e-4,
+        cv_folds: int = 5,
+        cv_scoring: Scoring = "deviance",
     ):
         super().__init__(adata)
+        self._alpha_grid = _check_alpha(alpha)
+        if cv_scoring not in ("deviance", "c_index"):
+            raise ValueError(f"cv_scoring must be 'deviance' or 'c_index', got {cv_scoring!r}.")
+        if cv_folds < 2:
+            raise ValueError(f"cv_folds must be at least 2, got {cv_folds}.")
+        if n_alphas < 2:
+            raise ValueError(f"n_alphas must be at least 2, got {n_alphas}.")
+        if not 0.0 < alpha_min_ratio < 1.0:
+            raise ValueError(f"alpha_min_ratio must lie in (0, 1), got {alpha_min_ratio}.")
+        self.n_alphas = n_alphas
+        self.alpha_min_ratio = alpha_min_ratio
+        self.cv_folds = cv_folds
+        self.cv_scoring: Scoring = cv_scoring
         x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         names = self._feature_names()
         constant = np.flatnonzero(_column_std(x) == 0.0)
@@ -259,16 +386,25 @@ class SurvivalModel(BaseModelClass):
             n_layers=n_layers,
             dropout_rate=dropout_rate,
             ties=ties,
-            alpha=alpha,
+            # a tuned penalty is set by train(); until then the module holds the null penalty
+            alpha=0.0 if self._alpha_grid is not None else float(alpha),
             l1_ratio=l1_ratio,
         )
         head = "linear" if n_hidden is None else f"MLP ({n_layers}x{n_hidden})"
+        if isinstance(alpha, str):
+            penalty = f"alpha by {cv_folds}-fold CV ({cv_scoring}) on a {n_alphas}-value path"
+        elif self._alpha_grid is not None and len(self._alpha_grid):
+            penalty = f"alpha by {cv_folds}-fold CV ({cv_scoring}) among {len(self._alpha_grid)}"
+        else:
+            penalty = f"alpha={alpha}"
         self._model_summary_string = (
             f"SurvivalModel: Cox PH, {head} head on {x.shape[1]} features"
             f" + {self.module.n_design - x.shape[1]} covariate columns, ties={ties}, "
-            f"alpha={alpha}, l1_ratio={l1_ratio}."
+            f"{penalty}, l1_ratio={l1_ratio}."
         )
         self.init_params_ = self._get_init_params(locals())
+        self.alpha_: float | None = None
+        self.alpha_path_: pd.DataFrame | None = None
         # filled by cancergpt_scvi.benchmark.cross_validate_survival
         self.cv_results_: pd.DataFrame | None = None
         self.oof_risk_: np.ndarray | None = None
@@ -347,11 +483,15 @@ class SurvivalModel(BaseModelClass):
     # --- training -----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _design_stats(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _design(self, indices: np.ndarray) -> torch.Tensor:
+        """Unstandardised float64 design matrix of registered samples, in ``indices`` order."""
         loader = self._make_data_loader(self.adata, indices=indices, batch_size=len(indices))
         tensors = next(iter(loader))
         inf = self.module._get_inference_input(tensors)
-        design = self.module.design(inf["x"], inf["cont_covs"], inf["cat_covs"]).double()
+        return self.module.design(inf["x"], inf["cont_covs"], inf["cat_covs"]).double()
+
+    def _design_stats(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        design = self._design(indices)
         mean = design.mean(0)
         scale = design.std(0, unbiased=False)
         flat = scale == 0
@@ -367,6 +507,95 @@ class SurvivalModel(BaseModelClass):
             scale = torch.where(flat, torch.ones_like(scale), scale)
         return mean.float(), scale.float()
 
+    def tune_penalty(
+        self,
+        train_indices: np.ndarray,
+        seed: int | None = None,
+        optimizer: Optimizer | None = None,
+        lr: float | None = None,
+    ) -> tuple[float, pd.DataFrame]:
+        """Choose the penalty by inner cross-validation of ``train_indices`` (the model's setting).
+
+        The candidates are the model's ``alpha`` list, or for ``alpha="cv"`` the path
+        :func:`~cancergpt_scvi.survival.cox_penalty_grid` of the training samples'
+        standardised design. The folds are
+        ``survival_folds(events[train_indices], cv_folds, seed)``
+        (:func:`~cancergpt_scvi.benchmark.survival_folds`, stratified on the event), positions
+        within the sorted ``train_indices``; each fold refits the path, standardised on its
+        own training part, and :func:`~cancergpt_scvi.survival.tune_cox_penalty` scores it.
+        Called by :meth:`train`; it does not change the model.
+
+        Parameters
+        ----------
+        train_indices
+            Samples to tune on.
+        seed
+            Seed of the inner folds; default ``scvi.settings.seed`` (0 when unset).
+        optimizer, lr
+            As in :meth:`train` (L-BFGS runs to convergence whatever ``lr``).
+
+        Returns
+        -------
+        The chosen penalty and the cross-validation curve (see ``alpha_path_``).
+        """
+        from cancergpt_scvi.benchmark import survival_folds
+
+        if self._alpha_grid is None:
+            raise RuntimeError("This model has a fixed alpha; pass alpha='cv' or a list to tune.")
+        train_idx = np.unique(np.asarray(train_indices, dtype=int))
+        optimizer, lr, max_epochs = self._optimizer_defaults(optimizer, lr, None, tuned=True)
+        if seed is None:
+            seed = scvi.settings.seed if scvi.settings.seed is not None else 0
+        d_all, e_all = self._outcome()
+        d, e = d_all[train_idx], e_all[train_idx]
+        folds = survival_folds(e, n_folds=self.cv_folds, seed=seed)
+        design = self._design(train_idx).clone()  # a normal tensor, for autograd
+        alphas = self._alpha_grid
+        if alphas.size == 0:
+            alphas = cox_penalty_grid(
+                design.numpy(),
+                d,
+                e,
+                l1_ratio=self.module.l1_ratio,
+                n_alphas=self.n_alphas,
+                min_ratio=self.alpha_min_ratio,
+                ties=self.module.ties,
+            )
+        d_t, e_t = torch.as_tensor(d), torch.as_tensor(e)
+
+        def fit_path(rows: np.ndarray, path: np.ndarray) -> np.ndarray:
+            return _fit_penalty_path(
+                self.module, design, d_t, e_t, rows, path, optimizer, lr, max_epochs
+            )
+
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return tune_cox_penalty(
+                fit_path, d, e, alphas, folds, scoring=self.cv_scoring, ties=self.module.ties
+            )
+
+    def _optimizer_defaults(
+        self,
+        optimizer: Optimizer | None,
+        lr: float | None,
+        max_epochs: int | None,
+        tuned: bool = False,
+    ) -> tuple[Optimizer, float, int]:
+        """The optimiser, learning rate and epochs that :meth:`train` uses by default."""
+        penalised = tuned or self.module.alpha > 0.0
+        linear_smooth = isinstance(self.module.head, torch.nn.Linear) and (
+            self.module.l1_ratio == 0.0 or not penalised
+        )
+        if optimizer is None:
+            optimizer = "LBFGS" if linear_smooth else "Adam"
+        if optimizer not in ("LBFGS", "Adam"):
+            raise ValueError(f"optimizer must be 'LBFGS' or 'Adam', got {optimizer!r}.")
+        if max_epochs is None:
+            max_epochs = 50 if optimizer == "LBFGS" else 400
+        if lr is None:
+            lr = 1.0 if optimizer == "LBFGS" else 0.01
+        return optimizer, lr, max_epochs
+
     def train(
         self,
         max_epochs: int | None = None,
@@ -375,6 +604,7 @@ class SurvivalModel(BaseModelClass):
         train_size: float = 1.0,
         validation_size: float | None = None,
         train_indices: np.ndarray | None = None,
+        cv_seed: int | None = None,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         plan_kwargs: dict | None = None,
@@ -398,6 +628,9 @@ class SurvivalModel(BaseModelClass):
             not given; default all samples train.
         train_indices
             Explicit training samples (the others are not used), e.g. a cross-validation fold.
+        cv_seed
+            Seed of the inner folds that tune the penalty (see :meth:`tune_penalty`); default
+            ``scvi.settings.seed``. Unused with a fixed ``alpha``.
         accelerator, devices
             As in scvi-tools.
         plan_kwargs
@@ -406,18 +639,6 @@ class SurvivalModel(BaseModelClass):
             Extra keyword arguments of :class:`scvi.train.Trainer` (e.g.
             ``enable_progress_bar=False``).
         """
-        linear_smooth = isinstance(self.module.head, torch.nn.Linear) and (
-            self.module.l1_ratio == 0.0 or self.module.alpha == 0.0
-        )
-        if optimizer is None:
-            optimizer = "LBFGS" if linear_smooth else "Adam"
-        if optimizer not in ("LBFGS", "Adam"):
-            raise ValueError(f"optimizer must be 'LBFGS' or 'Adam', got {optimizer!r}.")
-        if max_epochs is None:
-            max_epochs = 50 if optimizer == "LBFGS" else 400
-        if lr is None:
-            lr = 1.0 if optimizer == "LBFGS" else 0.01
-
         n_obs = self.adata.n_obs
         if train_indices is not None:
             train_idx = np.unique(np.asarray(train_indices, dtype=int))
@@ -436,6 +657,24 @@ class SurvivalModel(BaseModelClass):
         _, events = self._outcome()
         if events[train_idx].sum() == 0:
             raise ValueError("The training samples contain no event; the Cox model cannot fit.")
+        if self._alpha_grid is not None:
+            alpha, self.alpha_path_ = self.tune_penalty(
+                train_idx, seed=cv_seed, optimizer=optimizer, lr=lr
+            )
+            self.module.alpha = alpha
+            grid = self.alpha_path_["alpha"]
+            logger.info(
+                "SurvivalModel: alpha = %.4g chosen by %d-fold cross-validation (%s) among "
+                "%d penalties from %.3g to %.3g.",
+                alpha,
+                self.cv_folds,
+                self.cv_scoring,
+                len(grid),
+                grid.max(),
+                grid.min(),
+            )
+        self.alpha_ = float(self.module.alpha)
+        optimizer, lr, max_epochs = self._optimizer_defaults(optimizer, lr, max_epochs)
         self.module.set_standardization(*self._design_stats(train_idx))
 
         # one batch holds every sample of a split: the partial likelihood needs full risk sets
