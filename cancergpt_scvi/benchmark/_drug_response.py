@@ -183,10 +183,7 @@ def cross_validate_drug_response(
         methods = {
             name: model.predict(pairs=user_pairs.iloc[test])["prediction"].to_numpy(),
             # mean training response of the pair's drug (cell line); global mean if unseen
-            baseline: test_pairs[other]
-            .map(train_pairs.groupby(other)["response"].mean())
-            .fillna(train_pairs["response"].mean())
-            .to_numpy(),
+            baseline: _mean_by(train_pairs, other, test_pairs),
         }
         if oracle is not None:
             methods["true function"] = np.asarray(oracle(test_pairs), dtype=float)

@@ -154,9 +154,10 @@ def cross_validate_survival(
         fold_model = _fit_fold(
             model, tr, seed * 1000 + k, alpha=alpha, inner_folds=inner_folds, **train_kwargs
         )
-        risk_te = fold_model.predict_risk(indices=te)
+        risk = fold_model.predict_risk()  # every sample in one pass
+        risk_te = risk[te]
         oof_risk[te] = risk_te
-        oof_pct[te] = _percentile_among(fold_model.predict_risk(indices=tr), risk_te)
+        oof_pct[te] = _percentile_among(risk[tr], risk_te)
         rows.append(
             {
                 "n_train": len(tr),

@@ -205,6 +205,10 @@ class _Source:
             return self._zip.open(self._members[name])
         return open(self.folder / name, "rb")
 
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
 
 def _read_pickle(source: _Source, name: str) -> dict:
     with source.open(name) as handle:
@@ -284,100 +288,105 @@ def read_gdsc(
     suffix, column = _MEASURE_COLUMNS[measure]
     table_file = f"{screen}_{suffix}.csv"
     source = _Source(Path(path))
-    source.check([table_file, EXPRESSION_FILE, SMILES_FILE, GENES_FILE])
+    try:
+        source.check([table_file, EXPRESSION_FILE, SMILES_FILE, GENES_FILE])
 
-    with source.open(table_file) as handle:
-        table = pd.read_csv(handle, dtype={_CELL_COLUMN: str, _DRUG_COLUMN: str})
-    absent = [c for c in (_CELL_COLUMN, _DRUG_COLUMN, column) if c not in table]
-    if absent:
-        raise ValueError(
-            f"{table_file} lacks column(s) {listing(absent)}; it has {list(table.columns)}."
-        )
-    table = table[[_CELL_COLUMN, _DRUG_COLUMN, column]].dropna()
-    table.columns = ["cell_line", "drug", "response"]
-    with source.open(GENES_FILE) as handle:
-        genes = [g.strip() for g in handle.read().decode().splitlines() if g.strip()]
-    expression = _read_pickle(source, EXPRESSION_FILE)
-    smiles = {str(k): v for k, v in _read_pickle(source, SMILES_FILE).items()}
-    dropped: dict[str, list[str]] = {}
-
-    matched, unmatched, ambiguous_groups = match_cell_lines(
-        table["cell_line"].to_numpy(), list(expression)
-    )
-    if ambiguous_groups:
-        names = [" / ".join(g) for g in ambiguous_groups.values()]
-        if ambiguous == "raise":
+        with source.open(table_file) as handle:
+            table = pd.read_csv(handle, dtype={_CELL_COLUMN: str, _DRUG_COLUMN: str})
+        absent = [c for c in (_CELL_COLUMN, _DRUG_COLUMN, column) if c not in table]
+        if absent:
             raise ValueError(
-                f"{len(names)} cell-line name(s) match the expression ambiguously (differing "
-                f"only in case or punctuation): {listing(names)}. Drop them with "
-                "ambiguous='drop'."
+                f"{table_file} lacks column(s) {listing(absent)}; it has {list(table.columns)}."
             )
-        screen_names = set(table["cell_line"])
-        dropped["ambiguous cell lines"] = sorted(
-            n for g in ambiguous_groups.values() for n in g if n in screen_names
-        )
-        logger.warning(
-            "Dropping %d cell line(s) matched ambiguously: %s.",
-            len(dropped["ambiguous cell lines"]),
-            listing(dropped["ambiguous cell lines"]),
-        )
-    if unmatched:
-        dropped["cell lines without expression"] = sorted(unmatched)
-        logger.info(
-            "Dropping the responses of %d cell line(s) without expression (of %d).",
-            len(unmatched),
-            table["cell_line"].nunique(),
-        )
-    n_rows = len(table)
-    table = table[table["cell_line"].isin(list(matched))]
-    if len(table) < n_rows:
-        logger.info("Dropped %d of %d response rows.", n_rows - len(table), n_rows)
+        table = table[[_CELL_COLUMN, _DRUG_COLUMN, column]].dropna()
+        table.columns = ["cell_line", "drug", "response"]
+        with source.open(GENES_FILE) as handle:
+            genes = [g.strip() for g in handle.read().decode().splitlines() if g.strip()]
+        expression = _read_pickle(source, EXPRESSION_FILE)
+        smiles = {str(k): v for k, v in _read_pickle(source, SMILES_FILE).items()}
+        dropped: dict[str, list[str]] = {}
 
-    drugs = pd.unique(table["drug"])
-    no_smiles = [d for d in drugs if not isinstance(smiles.get(d), str) or not smiles[d]]
-    if no_smiles:
-        if missing_smiles == "raise":
-            raise ValueError(
-                f"{len(no_smiles)} drug(s) of {table_file} have no SMILES in {SMILES_FILE}: "
-                f"{listing(no_smiles)}. Drop their responses with missing_smiles='drop'."
-            )
-        dropped["drugs without SMILES"] = sorted(no_smiles)
-        logger.warning(
-            "Dropping %d drug(s) without SMILES (of %d): %s.",
-            len(no_smiles),
-            len(drugs),
-            listing(no_smiles),
+        matched, unmatched, ambiguous_groups = match_cell_lines(
+            table["cell_line"].to_numpy(), list(expression)
         )
-        table = table[~table["drug"].isin(no_smiles)]
-    if duplicates == "mean":
+        if ambiguous_groups:
+            names = [" / ".join(g) for g in ambiguous_groups.values()]
+            if ambiguous == "raise":
+                raise ValueError(
+                    f"{len(names)} cell-line name(s) match the expression ambiguously (differing "
+                    f"only in case or punctuation): {listing(names)}. Drop them with "
+                    "ambiguous='drop'."
+                )
+            screen_names = set(table["cell_line"])
+            dropped["ambiguous cell lines"] = sorted(
+                n for g in ambiguous_groups.values() for n in g if n in screen_names
+            )
+            logger.warning(
+                "Dropping %d cell line(s) matched ambiguously: %s.",
+                len(dropped["ambiguous cell lines"]),
+                listing(dropped["ambiguous cell lines"]),
+            )
+        if unmatched:
+            dropped["cell lines without expression"] = sorted(unmatched)
+            logger.info(
+                "Dropping the responses of %d cell line(s) without expression (of %d).",
+                len(unmatched),
+                table["cell_line"].nunique(),
+            )
         n_rows = len(table)
-        table = table.groupby(["cell_line", "drug"], as_index=False, sort=True)["response"].mean()
+        table = table[table["cell_line"].isin(list(matched))]
         if len(table) < n_rows:
-            logger.info("Averaged %d repeated measurements of a pair.", n_rows - len(table))
-    table = table.reset_index(drop=True)
+            logger.info("Dropped %d of %d response rows.", n_rows - len(table), n_rows)
 
-    cell_lines = sorted(table["cell_line"].unique())
-    rows = []
-    for name in cell_lines:
-        values = np.asarray(expression[matched[name]], dtype=np.float32).ravel()
-        if len(values) != len(genes):
-            raise ValueError(
-                f"The expression of {matched[name]!r} has {len(values)} values; "
-                f"{GENES_FILE} names {len(genes)} genes."
+        drugs = pd.unique(table["drug"])
+        no_smiles = [d for d in drugs if not isinstance(smiles.get(d), str) or not smiles[d]]
+        if no_smiles:
+            if missing_smiles == "raise":
+                raise ValueError(
+                    f"{len(no_smiles)} drug(s) of {table_file} have no SMILES in {SMILES_FILE}: "
+                    f"{listing(no_smiles)}. Drop their responses with missing_smiles='drop'."
+                )
+            dropped["drugs without SMILES"] = sorted(no_smiles)
+            logger.warning(
+                "Dropping %d drug(s) without SMILES (of %d): %s.",
+                len(no_smiles),
+                len(drugs),
+                listing(no_smiles),
             )
-        rows.append(values)
-    x = np.stack(rows) if rows else np.zeros((0, len(genes)), dtype=np.float32)
-    adata = AnnData(
-        X=x,
-        obs=pd.DataFrame(
-            {"expression_name": [matched[n] for n in cell_lines]}, index=pd.Index(cell_lines)
-        ),
-        var=pd.DataFrame(index=pd.Index(genes)),
-    )
-    used = set(table["drug"])
-    return GDSCData(
-        adata=adata,
-        responses=table,
-        smiles={d: s for d, s in smiles.items() if d in used},
-        dropped=dropped,
-    )
+            table = table[~table["drug"].isin(no_smiles)]
+        if duplicates == "mean":
+            n_rows = len(table)
+            table = table.groupby(["cell_line", "drug"], as_index=False, sort=True)[
+                "response"
+            ].mean()
+            if len(table) < n_rows:
+                logger.info("Averaged %d repeated measurements of a pair.", n_rows - len(table))
+        table = table.reset_index(drop=True)
+
+        cell_lines = sorted(table["cell_line"].unique())
+        rows = []
+        for name in cell_lines:
+            values = np.asarray(expression[matched[name]], dtype=np.float32).ravel()
+            if len(values) != len(genes):
+                raise ValueError(
+                    f"The expression of {matched[name]!r} has {len(values)} values; "
+                    f"{GENES_FILE} names {len(genes)} genes."
+                )
+            rows.append(values)
+        x = np.stack(rows) if rows else np.zeros((0, len(genes)), dtype=np.float32)
+        adata = AnnData(
+            X=x,
+            obs=pd.DataFrame(
+                {"expression_name": [matched[n] for n in cell_lines]}, index=pd.Index(cell_lines)
+            ),
+            var=pd.DataFrame(index=pd.Index(genes)),
+        )
+        used = set(table["drug"])
+        return GDSCData(
+            adata=adata,
+            responses=table,
+            smiles={d: s for d, s in smiles.items() if d in used},
+            dropped=dropped,
+        )
+    finally:  # the wheel stays open while its members are read
+        source.close()

@@ -513,6 +513,7 @@ class SurvivalModel(BaseModelClass):
         seed: int | None = None,
         optimizer: Optimizer | None = None,
         lr: float | None = None,
+        max_epochs: int | None = None,
     ) -> tuple[float, pd.DataFrame]:
         """Choose the penalty by inner cross-validation of ``train_indices`` (the model's setting).
 
@@ -531,8 +532,9 @@ class SurvivalModel(BaseModelClass):
             Samples to tune on.
         seed
             Seed of the inner folds; default ``scvi.settings.seed`` (0 when unset).
-        optimizer, lr
-            As in :meth:`train` (L-BFGS runs to convergence whatever ``lr``).
+        optimizer, lr, max_epochs
+            As in :meth:`train` (L-BFGS runs to convergence whatever ``lr``), so that the
+            penalty is chosen for fits trained as the final one is.
 
         Returns
         -------
@@ -543,7 +545,7 @@ class SurvivalModel(BaseModelClass):
         if self._alpha_grid is None:
             raise RuntimeError("This model has a fixed alpha; pass alpha='cv' or a list to tune.")
         train_idx = np.unique(np.asarray(train_indices, dtype=int))
-        optimizer, lr, max_epochs = self._optimizer_defaults(optimizer, lr, None, tuned=True)
+        optimizer, lr, max_epochs = self._optimizer_defaults(optimizer, lr, max_epochs, tuned=True)
         if seed is None:
             seed = scvi.settings.seed if scvi.settings.seed is not None else 0
         d_all, e_all = self._outcome()
@@ -659,7 +661,7 @@ class SurvivalModel(BaseModelClass):
             raise ValueError("The training samples contain no event; the Cox model cannot fit.")
         if self._alpha_grid is not None:
             alpha, self.alpha_path_ = self.tune_penalty(
-                train_idx, seed=cv_seed, optimizer=optimizer, lr=lr
+                train_idx, seed=cv_seed, optimizer=optimizer, lr=lr, max_epochs=max_epochs
             )
             self.module.alpha = alpha
             grid = self.alpha_path_["alpha"]
