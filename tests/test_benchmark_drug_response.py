@@ -6,11 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cancergpt_scvi.benchmark import (
-    nearest_drugs_predict,
-    per_drug_ridge_predict,
-    tanimoto_similarity,
-)
+from cancergpt_scvi.benchmark import nearest_drugs_predict, per_drug_ridge_predict
+from cancergpt_scvi.drug_response import tanimoto_similarity
 
 
 def test_tanimoto_similarity():

@@ -1,4 +1,4 @@
-"""DrugResponseModel: SMILES featurisation, bad input, leak-free splits, save/load, accuracy."""
+"""DrugResponseModel: SMILES, bad input, leak-free splits, unseen drugs, save/load, accuracy."""
 
 from __future__ import annotations
 
@@ -27,22 +27,15 @@ from cancergpt_scvi.benchmark import (
 )
 from cancergpt_scvi.datasets import EXAMPLE_DRUG_SMILES, simulate_drug_response
 from cancergpt_scvi.drug_response import (
-    ATOM_FEATURE_NAMES,
-    DrugFeaturizer,
-    DrugResponseDataSplitter,
     DrugResponseModel,
-    DrugResponsePairs,
     drug_response_metrics,
     morgan_fingerprint,
-    smiles_to_graph,
+    parse_smiles,
+    tanimoto_similarity,
 )
 
 scvi.settings.verbosity = logging.ERROR
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
-
-
-def feature(graph, name: str) -> np.ndarray:
-    return graph.atom_features[:, ATOM_FEATURE_NAMES.index(name)]
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +59,9 @@ def setup(sim, **kwargs):
 def trained(small):
     torch.manual_seed(0)
     adata = setup(small)
-    model = DrugResponseModel(adata, n_hidden=32, n_latent=16, n_graph_layers=2)
+    model = DrugResponseModel(adata, n_hidden=32, n_latent=16, n_ensemble=2)
     held_out = list(adata.obs_names[:10])
-    model.train(max_epochs=3, holdout_cell_lines=held_out, holdout_drugs=["Imatinib"], **QUIET)
+    model.train(max_epochs=20, holdout_cell_lines=held_out, holdout_drugs=["Imatinib"], **QUIET)
     return model, held_out
 
 
@@ -115,7 +108,7 @@ def test_without_rdkit_the_error_names_the_extra(without_rdkit):
 def test_rdkit_restored_after_the_test_without_it():
     """The fixture above leaves the modules as they were (this test runs after it)."""
     assert sys.modules["cancergpt_scvi.drug_response"].DrugResponseModel is DrugResponseModel
-    assert smiles_to_graph("CCO").n_atoms == 3
+    assert parse_smiles("CCO").GetNumAtoms() == 3
 
 
 def test_package_and_datasets_import_no_rdkit():
@@ -130,47 +123,6 @@ def test_package_and_datasets_import_no_rdkit():
 
 
 # --------------------------------------------------------------------------- featurisation
-@pytest.mark.parametrize(
-    ("smiles", "n_atoms", "n_bonds"),
-    [
-        ("c1ccccc1", 6, 6),  # benzene
-        ("CCO", 3, 2),  # ethanol
-        ("CC(=O)Oc1ccccc1C(=O)O", 13, 13),  # aspirin
-        ("Cn1cnc2c1c(=O)n(C)c(=O)n2C", 14, 15),  # caffeine
-        ("O=c1[nH]cc(F)c(=O)[nH]1", 9, 9),  # 5-fluorouracil
-        ("N.N.Cl[Pt]Cl", 5, 2),  # cisplatin: two ammonia fragments
-    ],
-)
-def test_graph_atom_and_bond_counts(smiles, n_atoms, n_bonds):
-    g = smiles_to_graph(smiles)
-    assert (g.n_atoms, g.n_bonds) == (n_atoms, n_bonds)
-    assert g.atom_features.shape == (n_atoms, len(ATOM_FEATURE_NAMES))
-    assert g.bond_index.shape == (2, 2 * n_bonds)
-    # every bond appears in both directions
-    edges = set(map(tuple, g.bond_index.T.tolist()))
-    assert edges == {(j, i) for i, j in edges}
-    # five one-hot blocks (element, degree, hybridisation, charge, hydrogens) plus two flags
-    flags = feature(g, "aromatic") + feature(g, "in_ring")
-    np.testing.assert_allclose(g.atom_features.sum(1) - flags, 5)
-
-
-def test_atom_features_are_chemically_right():
-    benzene = smiles_to_graph("c1ccccc1")
-    assert feature(benzene, "aromatic").all() and feature(benzene, "in_ring").all()
-    assert feature(benzene, "hydrogens=1").all() and feature(benzene, "degree=2").all()
-    assert feature(benzene, "element=C").all()
-    ethanol = smiles_to_graph("CCO")
-    assert feature(ethanol, "hydrogens=3")[0] == 1 and feature(ethanol, "hydrogens=1")[2] == 1
-    assert feature(ethanol, "element=O").tolist() == [0, 0, 1]
-    assert not feature(ethanol, "in_ring").any()
-    assert not feature(ethanol, "aromatic").any()
-    cisplatin = smiles_to_graph("N.N.Cl[Pt]Cl")
-    assert feature(cisplatin, "element=other").sum() == 1  # platinum
-    charged = smiles_to_graph("C[N+](C)(C)C")  # tetramethylammonium
-    assert feature(charged, "charge=+1").sum() == 1
-    assert feature(charged, "degree=4").sum() == 1
-
-
 def test_morgan_fingerprint():
     a = morgan_fingerprint("CCO", n_bits=512)
     assert a.shape == (512,) and set(np.unique(a)) <= {0.0, 1.0} and a.sum() > 0
@@ -178,21 +130,16 @@ def test_morgan_fingerprint():
     assert not np.array_equal(a, morgan_fingerprint("CCN", n_bits=512))
 
 
+def test_tanimoto_similarity_of_fingerprints():
+    same = morgan_fingerprint("CCO"), morgan_fingerprint("OCC"), morgan_fingerprint("c1ccccc1")
+    sim = tanimoto_similarity(np.stack(same[:1]), np.stack(same))
+    assert sim[0, 0] == pytest.approx(1.0) and sim[0, 1] == pytest.approx(1.0)
+    assert 0.0 <= sim[0, 2] < 0.5
+
+
 def test_example_smiles_all_parse():
     for name, smiles in EXAMPLE_DRUG_SMILES.items():
-        assert smiles_to_graph(smiles, name).n_atoms > 0
-
-
-def test_featurizer_batches_unique_drugs():
-    names = ["Erlotinib", "Cisplatin", "Imatinib"]
-    feats = DrugFeaturizer({n: EXAMPLE_DRUG_SMILES[n] for n in names})
-    batch = feats.batch(np.array([2, 0]))
-    sizes = [smiles_to_graph(EXAMPLE_DRUG_SMILES[n]).n_atoms for n in ("Imatinib", "Erlotinib")]
-    assert batch["atom_to_drug"].tolist() == [0] * sizes[0] + [1] * sizes[1]
-    assert batch["bond_index"].max() == sum(sizes) - 1
-    # bonds of the second drug point into its own atoms only
-    second = batch["bond_index"][:, batch["atom_to_drug"][batch["bond_index"][0]] == 1]
-    assert second.min() >= sizes[0]
+        assert parse_smiles(smiles, name).GetNumAtoms() > 0
 
 
 # --------------------------------------------------------------------------- bad input
@@ -304,45 +251,72 @@ def test_split_that_leaves_a_fold_empty(small):
         drug_response_splits(small.responses, "cell_lines", n_folds=1)
 
 
-def test_training_never_sees_held_out_pairs(trained):
+def test_training_never_sees_held_out_cell_lines_or_drugs(trained):
     model, held_out = trained
-    pairs = model.responses()
+    names = model.adata.obs_names
     seen = np.concatenate([model.train_indices, model.validation_indices])
-    assert not pairs.iloc[seen]["cell_line"].isin(held_out).any()
-    assert not (pairs.iloc[seen]["drug"] == "Imatinib").any()
-    test = pairs.iloc[model.test_indices]
-    assert (test["cell_line"].isin(held_out) | (test["drug"] == "Imatinib")).all()
-    assert len(seen) + len(test) == len(pairs)
+    assert not names[seen].isin(held_out).any()
+    assert sorted(names[model.test_indices]) == sorted(held_out)
+    assert len(seen) + len(model.test_indices) == model.adata.n_obs
+    trained_drugs = model.module.trained_drugs.numpy()
+    assert not trained_drugs[model.drugs.index("Imatinib")] and trained_drugs.sum() == 11
+    # the loss cannot read a held-out drug's responses
+    module = model.module.eval()
+    x = torch.from_numpy(model.cell_features()[:8])
+    response = torch.tensor(model.adata.obsm["drug_response"].to_numpy()[:8], dtype=torch.float32)
+    changed = response.clone()
+    changed[:, model.drugs.index("Imatinib")] += 100.0
+    with torch.no_grad():
+        losses = [module({"cell_features": x, "response": r})[2].loss for r in (response, changed)]
+    assert float(losses[0]) == pytest.approx(float(losses[1]))
+    # nor the linear term: its coefficients for the held-out drug are zero
+    assert not module.linear_weight[:, model.drugs.index("Imatinib")].any()
 
 
-@pytest.mark.parametrize("validation_by", ["pairs", "cell_lines", "drugs"])
-def test_validation_split_by_whole_groups(validation_by):
-    rng = np.random.default_rng(0)
-    cell_index = np.repeat(np.arange(20), 5)
-    drug_index = np.tile(np.arange(5), 20)
-    drugs = DrugFeaturizer(dict(list(EXAMPLE_DRUG_SMILES.items())[:5]), "fingerprint", n_bits=8)
-    dataset = DrugResponsePairs(rng.normal(size=(20, 3)), drugs, cell_index, drug_index)
-    held_out = cell_index < 2  # 10 pairs
-    split = DrugResponseDataSplitter(dataset, held_out, validation_by, train_size=0.8, seed=3)
-    groups = {"pairs": np.arange(100), "cell_lines": cell_index, "drugs": drug_index}
-    g = groups[validation_by]
-    n_groups = len(np.unique(g[~held_out]))
-    assert len(np.unique(g[split.val_idx])) == int(np.floor(0.2 * n_groups))
-    assert not set(g[split.train_idx]) & set(g[split.val_idx])
-    used = np.concatenate([split.train_idx, split.val_idx])
-    assert sorted(used) == list(np.flatnonzero(~held_out))
-    assert list(split.test_idx) == list(np.flatnonzero(held_out))
-    everything = DrugResponseDataSplitter(dataset, held_out, validation_by, train_size=1.0)
-    assert everything.n_val == 0 and everything.n_train == 90
+def test_validation_is_whole_cell_lines(small):
+    adata = setup(small)
+    model = DrugResponseModel(adata, n_hidden=16, n_latent=8, n_ensemble=1)
+    held_out = list(adata.obs_names[:10])
+    model.train(max_epochs=2, train_size=0.8, holdout_cell_lines=held_out, seed=3, **QUIET)
+    assert len(model.validation_indices) == 10  # floor(0.2 * 50 available cell lines)
+    assert not set(model.train_indices) & set(model.validation_indices)
+    used = sorted(np.concatenate([model.train_indices, model.validation_indices]))
+    assert used == list(range(10, 60))
+    model.train(max_epochs=1, train_size=1.0, early_stopping=False, **QUIET)
+    assert len(model.validation_indices) == 0 and len(model.train_indices) == 60
+    with pytest.raises(ValueError, match=r"early_stopping needs validation cell lines"):
+        model.train(max_epochs=1, train_size=1.0, **QUIET)
     with pytest.raises(ValueError, match=r"train_size must be in \(0, 1\]"):
-        DrugResponseDataSplitter(dataset, held_out, validation_by, train_size=0.0)
+        model.train(max_epochs=1, train_size=0.0, **QUIET)
+
+
+def test_the_best_validation_epoch_is_kept(small):
+    adata = setup(small)
+    torch.manual_seed(1)
+    model = DrugResponseModel(adata, n_hidden=16, n_latent=8, n_ensemble=1)
+    model.train(max_epochs=40, early_stopping_patience=5, lr=3e-2, batch_size=16, **QUIET)
+    logged = model.history["reconstruction_loss_validation"].to_numpy().ravel()
+    val = np.sort(model.validation_indices)
+    module = model.module.eval()
+    tensors = {
+        "cell_features": torch.from_numpy(model.cell_features()[val]),
+        "response": torch.tensor(
+            model.adata.obsm["drug_response"].to_numpy()[val], dtype=torch.float32
+        ),
+    }
+    with torch.no_grad():
+        now = float(module(tensors)[2].reconstruction_loss_sum) / len(val)
+    assert now == pytest.approx(logged.min(), rel=1e-4)
+    assert len(logged) < 40 and logged[-1] > logged.min()  # stopped early, after the best
 
 
 def test_holding_out_everything_is_an_error(small):
     adata = setup(small)
     model = DrugResponseModel(adata, n_hidden=16, n_latent=8)
-    with pytest.raises(ValueError, match=r"no training pairs"):
+    with pytest.raises(ValueError, match=r"nothing to train on"):
         model.train(max_epochs=1, holdout_drugs=list(small.smiles), **QUIET)
+    with pytest.raises(ValueError, match=r"nothing to train on"):
+        model.train(max_epochs=1, holdout_cell_lines=list(adata.obs_names), **QUIET)
     with pytest.raises(ValueError, match=r"not in the data"):
         model.train(max_epochs=1, holdout_cell_lines=["CL9999"], **QUIET)
 
@@ -386,19 +360,46 @@ def test_save_load_round_trip(trained, tmp_path):
         loaded = DrugResponseModel.load(tmp_path / "m")
         with_adata = DrugResponseModel.load(tmp_path / "m", adata=model.adata.copy())
         registry_only = DrugResponseModel.load(tmp_path / "m", adata=False)
+        new = model.adata[:7].copy()
+        del new.obsm["drug_response"]
+        for_new_cells = DrugResponseModel.load(tmp_path / "m", adata=new)
     pd.testing.assert_frame_equal(loaded.predict(), before)
     pd.testing.assert_frame_equal(with_adata.predict(), before)
     # a model without AnnData predicts for any cell lines that have its representation
     pd.testing.assert_frame_equal(registry_only.predict(adata=model.adata), before)
     assert loaded.drug_smiles_ == model.drug_smiles_
+    pd.testing.assert_series_equal(loaded.cell_line_sensitivity_, model.cell_line_sensitivity_)
+    # cell lines without responses, given to the saved model: an empty matrix, same predictions
+    assert for_new_cells.adata.obsm["drug_response"].isna().all().all()
+    first = before[before["cell_line"].isin(new.obs_names)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(for_new_cells.predict(), first)
 
 
-def test_fingerprint_branch_trains(small):
-    adata = setup(small)
-    model = DrugResponseModel(adata, drug_representation="fingerprint", n_fingerprint_bits=256)
-    model.train(max_epochs=2, **QUIET)
-    assert np.isfinite(model.predict()["prediction"]).all()
-    assert model.history["elbo_train"].shape[0] == 2
+def test_unseen_drugs_from_their_most_similar_trained_drugs(trained):
+    """An unseen drug: mean of the similarity-weighted neighbours and the cell line's average."""
+    model, held_out = trained
+    cells = [held_out[0], model.adata.obs_names[20]]  # one never trained on, one trained on
+    trained_drugs = [d for d in model.drugs if d != "Imatinib"]
+    known = model.predict(cell_lines=cells, drugs=trained_drugs)
+    known = known.pivot(index="cell_line", columns="drug", values="prediction").loc[cells]
+    similarity = tanimoto_similarity(
+        morgan_fingerprint(model.drug_smiles_["Imatinib"])[None],
+        np.stack([morgan_fingerprint(model.drug_smiles_[d]) for d in trained_drugs]),
+    )[0]
+    nearest = np.argsort(-similarity, kind="stable")[: model.n_neighbor_drugs]
+    weights = similarity[nearest] / similarity[nearest].sum()
+    by_structure = known[[trained_drugs[i] for i in nearest]].to_numpy() @ weights
+    measured = model.adata.obsm["drug_response"].loc[cells[1], trained_drugs].mean()
+    assert cells[0] not in model.cell_line_sensitivity_.index
+    average = np.array([known.loc[cells[0]].mean(), measured])
+    expected = (by_structure + average) / 2
+    out = model.predict(cell_lines=cells, drugs=["Imatinib"])["prediction"].to_numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    # a new structure identical to a trained drug's has it as its nearest neighbour
+    copy = model.predict(
+        cell_lines=cells, drugs=["copy"], smiles={"copy": model.drug_smiles_["Erlotinib"]}
+    )
+    assert np.isfinite(copy["prediction"]).all()
 
 
 def test_column_names_of_the_users_table(small):
@@ -459,7 +460,7 @@ def test_cross_validation_beats_the_drug_mean(small):
         n_folds=5,
         folds=1,
         oracle=sim.expected_response,
-        train_kwargs={"max_epochs": 80, "batch_size": 128, **QUIET},
+        train_kwargs=QUIET,
     )
     m = metrics.set_index("method")
     assert set(m.index) == {"DrugResponseModel", "drug mean", "true function"}

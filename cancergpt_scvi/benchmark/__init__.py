@@ -8,7 +8,6 @@ from ._drug_response import (
     per_drug_ridge_predict,
     plot_drug_response,
     plot_per_drug_comparison,
-    tanimoto_similarity,
 )
 from ._integration import (
     BASELINE_OBSM_KEYS,
@@ -31,5 +30,4 @@ __all__ = [
     "plot_per_drug_comparison",
     "stratified_folds",
     "survival_folds",
-    "tanimoto_similarity",
 ]

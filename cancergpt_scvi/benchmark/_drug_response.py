@@ -131,8 +131,7 @@ def cross_validate_drug_response(
     name
         Method name of the model in the results.
     model_kwargs, train_kwargs
-        Options of the model and of its ``train``. ``validation_by`` defaults to ``holdout``;
-        ``train_size`` to 1.0 (no validation pairs) unless ``early_stopping`` is on.
+        Options of the model and of its ``train``.
     oracle
         Function from a pair table (``cell_line``, ``drug``) to noise-free responses.
     folds
@@ -166,9 +165,6 @@ def cross_validate_drug_response(
     tissue = adata.obs[tissue_key].astype(str) if tissue_key is not None else None
     splits = drug_response_splits(pairs, holdout, n_folds, tissue, seed=seed)
     train_kwargs = dict(train_kwargs or {})
-    # validation pairs are only worth holding back when early stopping uses them
-    train_kwargs.setdefault("train_size", 0.9 if train_kwargs.get("early_stopping") else 1.0)
-    train_kwargs.setdefault("validation_by", holdout)
     group = "cell_line" if holdout == "cell_lines" else "drug"
     other = "drug" if holdout == "cell_lines" else "cell_line"
     baseline = "drug mean" if holdout == "cell_lines" else "cell-line mean"
@@ -323,24 +319,6 @@ def per_drug_ridge_predict(
     return predicted
 
 
-def tanimoto_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Tanimoto (Jaccard) similarity between two sets of bit fingerprints.
-
-    Parameters
-    ----------
-    a, b
-        ``(m, n_bits)`` and ``(n, n_bits)`` arrays of 0s and 1s.
-
-    Returns
-    -------
-    ``(m, n)`` similarities in [0, 1] (0 between two empty fingerprints).
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    shared = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - shared
-    return np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
-
-
 def _nearest_drugs(
     matrix: np.ndarray,
     similarity: np.ndarray,
@@ -408,6 +386,8 @@ def nearest_drugs_predict(
     ValueError
         A drug of the pairs has no fingerprint, or ``k`` is not positive.
     """
+    from cancergpt_scvi.drug_response import tanimoto_similarity
+
     ks = [int(k)] if np.isscalar(k) else [int(v) for v in k]
     if not ks or min(ks) < 1:
         raise ValueError(f"k must be positive, got {k!r}.")

@@ -6,7 +6,7 @@ from ._gene_symbols import gene_symbols
 from ._hvg import cell_ranger_hvg
 from ._oversampling import oversampling_weights
 from ._tokenize import GeneSelection, TokenBatch, tokenize
-from ._validation import check_categorical_obs, check_expression
+from ._validation import check_categorical_obs, check_expression, check_unique_genes
 from ._vocab import GeneVocab
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "cell_ranger_hvg",
     "check_categorical_obs",
     "check_expression",
+    "check_unique_genes",
     "gene_symbols",
     "oversampling_weights",
     "tokenize",

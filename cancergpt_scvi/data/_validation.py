@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from cancergpt_scvi._listing import listing
+
 _CHUNK = 10_000
 
 
@@ -61,3 +63,29 @@ def check_categorical_obs(adata: ad.AnnData, key: str | None, argument: str) -> 
             f"adata.obs[{key!r}] (the {argument}) has {int(column.isna().sum())} missing "
             "values; fill them (e.g. with 'unknown') first."
         )
+
+
+def check_unique_genes(symbols: pd.Index, gene_symbols_key: str | None = None) -> None:
+    """Refuse genes that share a symbol: they would be read as one token, or one twice.
+
+    Parameters
+    ----------
+    symbols
+        The gene symbol of each column (:func:`~cancergpt_scvi.data.gene_symbols`).
+    gene_symbols_key
+        The ``var`` column the symbols come from (``None``: ``var_names``), for the message.
+    """
+    repeated = symbols[symbols.duplicated()].unique()
+    if len(repeated) == 0:
+        return
+    if gene_symbols_key is None:
+        where, fix = "var_names", "adata.var_names_make_unique() (keeps the first under its name)"
+    else:
+        where = f"adata.var[{gene_symbols_key!r}]"
+        column = f"adata.var[{gene_symbols_key!r}]"
+        fix = f"adata = adata[:, ~{column}.duplicated()].copy() (keeps the first)"
+    raise ValueError(
+        f"{len(repeated)} gene symbol(s) name more than one column of {where}: "
+        f"{listing(list(repeated))}. Each gene must be one column; sum or drop the repeats, "
+        f"e.g. {fix}."
+    )

@@ -68,8 +68,14 @@ class GeneVocab:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"No vocabulary file at {path}.")
-        with path.open() as fh:
-            data = json.load(fh)
+        try:
+            with path.open() as fh:
+                data = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"{path} is not valid JSON ({err}); a vocabulary file holds a JSON object "
+                "{token: id}."
+            ) from err
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object {{token: id}}.")
         return cls(data)

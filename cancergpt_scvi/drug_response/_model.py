@@ -14,20 +14,17 @@ from anndata import AnnData
 from scipy import sparse
 from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, ObsmField
+from scvi.dataloaders import DataSplitter
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
+from sklearn.linear_model import RidgeCV
 
 from cancergpt_scvi._listing import listing
+from cancergpt_scvi.train import BestWeights
 
-from ._data import (
-    DrugResponseDataSplitter,
-    DrugResponsePairs,
-    response_matrix,
-    response_pairs,
-    validate_smiles,
-)
+from ._data import response_matrix, response_pairs, validate_smiles
 from ._module import DrugResponseModule
-from ._molecules import DrugFeaturizer
+from ._molecules import morgan_fingerprint, tanimoto_similarity
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +33,11 @@ RESPONSES_KEY = "drug_response"
 #: ``adata.uns`` key of the drug name -> SMILES mapping written by ``setup_anndata``.
 SMILES_KEY = "drug_smiles"
 _CELL_FEATURES = "cell_features"
+_RESPONSE = "response"
+#: Validation metric of early stopping and of the restored best epoch.
+_MONITOR = "reconstruction_loss_validation"
+#: Ridge penalties searched (per drug, by generalised cross-validation) for the linear term.
+_RIDGE_ALPHAS = np.logspace(-1, 6, 15)
 #: Registry key of the arguments of ``setup_anndata`` (``model.registry_["setup_args"]``).
 _SETUP_ARGS = "setup_args"
 _TABLE_KEYS = ("cell_line_key", "drug_key", "response_key")
@@ -44,23 +46,34 @@ _TABLE_KEYS = ("cell_line_key", "drug_key", "response_key")
 class DrugResponseModel(BaseModelClass):
     """Drug response (ln IC50, AUC, ...) of cell lines to drugs, for unseen cell lines and drugs.
 
-    DeepCDR-style: an MLP over the cell line's representation (CancerGPT embedding, PCA or
-    expression), a graph neural network over the drug's atoms and bonds from its SMILES (or an
-    MLP over its Morgan fingerprint), and an MLP fusing both into the response. Cell lines are
-    the observations of the AnnData; responses and drug structures are given to
-    :meth:`setup_anndata`.
+    Cell lines are the observations of the AnnData; their responses (a cell lines x drugs
+    matrix with gaps) and the drugs' structures (SMILES) are given to :meth:`setup_anndata`.
+    The model reads a cell line's representation (expression, PCA or a CancerGPT embedding)
+    and predicts its response to every trained drug at once:
+
+    - an ensemble of multi-task networks (:class:`DrugResponseModule`): a shared MLP of the
+      representation and one learned vector and bias per drug, trained on whole rows of the
+      response matrix, early-stopped on held-back cell lines, the best epoch restored;
+    - averaged with one ridge regression per drug on the same representation (its penalty
+      chosen per drug by generalised cross-validation), fitted after the networks.
+
+    A drug outside training (held out, or new with its SMILES) is predicted from the trained
+    drugs that resemble it in structure: the Tanimoto-weighted mean of the predictions for its
+    ``n_neighbor_drugs`` most similar trained drugs (Morgan fingerprints), averaged with the cell
+    line's average sensitivity (its mean measured response over the trained drugs; for a cell
+    line without measurements, its mean prediction over them).
 
     Parameters
     ----------
     adata
-        Cell lines x features, set up with :meth:`setup_anndata`.
+        Cell lines x features, set up with :meth:`setup_anndata` with responses.
     registry
         Registry of a saved model (used by :meth:`load` without AnnData).
-    drug_representation
-        ``"graph"`` (message passing over the molecular graph) or ``"fingerprint"`` (Morgan
-        fingerprint MLP, the simple alternative).
-    n_hidden, n_latent, n_layers, n_graph_layers, n_fingerprint_bits, dropout
-        Architecture; see :class:`~cancergpt_scvi.drug_response.DrugResponseModule`.
+    n_hidden, n_latent, n_ensemble, dropout
+        Architecture of the networks; see
+        :class:`~cancergpt_scvi.drug_response.DrugResponseModule`.
+    n_neighbor_drugs
+        Trained drugs whose predictions make up an unseen drug's.
 
     Examples
     --------
@@ -68,7 +81,7 @@ class DrugResponseModel(BaseModelClass):
     >>> sim = simulate_drug_response()
     >>> DrugResponseModel.setup_anndata(sim.adata, responses=sim.responses, smiles=sim.smiles)
     >>> model = DrugResponseModel(sim.adata)
-    >>> model.train(max_epochs=50)
+    >>> model.train()
     >>> model.predict(cell_lines=["CL0001"], drugs=["Erlotinib", "Olaparib"])
     """
 
@@ -78,32 +91,45 @@ class DrugResponseModel(BaseModelClass):
         self,
         adata: AnnData | None = None,
         registry: dict | None = None,
-        drug_representation: Literal["graph", "fingerprint"] = "graph",
-        n_hidden: int = 128,
+        n_hidden: int = 256,
         n_latent: int = 64,
-        n_layers: int = 1,
-        n_graph_layers: int = 3,
-        n_fingerprint_bits: int = 2048,
-        dropout: float = 0.1,
+        n_ensemble: int = 5,
+        dropout: float = 0.3,
+        n_neighbor_drugs: int = 10,
     ):
         super().__init__(adata, registry)
+        if f"n_{_RESPONSE}" not in self.summary_stats:
+            raise ValueError(
+                "This AnnData was set up without responses; create the model on one set up "
+                "with DrugResponseModel.setup_anndata(adata, responses=..., smiles=...)."
+            )
+        if n_neighbor_drugs < 1:
+            raise ValueError(f"n_neighbor_drugs must be at least 1, got {n_neighbor_drugs}.")
+        self.n_neighbor_drugs = n_neighbor_drugs
         self.module = self._module_cls(
             n_input=self.summary_stats[f"n_{_CELL_FEATURES}"],
-            drug_representation=drug_representation,
+            n_drugs=self.summary_stats[f"n_{_RESPONSE}"],
             n_hidden=n_hidden,
             n_latent=n_latent,
-            n_layers=n_layers,
-            n_graph_layers=n_graph_layers,
-            n_fingerprint_bits=n_fingerprint_bits,
+            n_ensemble=n_ensemble,
             dropout=dropout,
         )
         # structures are part of the model: predictions for its drugs need no AnnData
         self.drug_smiles_ = dict(adata.uns.get(SMILES_KEY, {})) if adata is not None else {}
+        # each training cell line's mean measured response over the trained drugs
+        self.cell_line_sensitivity_ = pd.Series(dtype=float)
         self._model_summary_string = (
             f"DrugResponseModel: {self.summary_stats[f'n_{_CELL_FEATURES}']} cell-line "
-            f"features, {len(self.drug_smiles_)} drugs, drug branch: {drug_representation}."
+            f"features, {len(self.drugs)} drugs, {n_ensemble} multi-task networks + a ridge "
+            "per drug."
         )
         self.init_params_ = self._get_init_params(locals())
+
+    @property
+    def drugs(self) -> list[str]:
+        """The drugs of the response matrix (the model's columns), in order."""
+        state = self.registry_["field_registries"][_RESPONSE]["state_registry"]
+        return [str(d) for d in state["column_names"]]
 
     @classmethod
     def setup_anndata(
@@ -185,12 +211,25 @@ class DrugResponseModel(BaseModelClass):
             adata.obsm[RESPONSES_KEY] = matrix
         elif smiles is not None:
             adata.uns[SMILES_KEY] = validate_smiles(smiles, [])
-        field = (
+        source = kwargs.get("source_registry")
+        if (
+            RESPONSES_KEY not in adata.obsm
+            and source is not None
+            and _RESPONSE in source["field_registries"]
+        ):
+            # cell lines given to a saved model for prediction: nothing measured
+            drugs = source["field_registries"][_RESPONSE]["state_registry"]["column_names"]
+            adata.obsm[RESPONSES_KEY] = pd.DataFrame(
+                np.nan, index=adata.obs_names, columns=list(drugs), dtype=np.float32
+            )
+        fields = [
             ObsmField(_CELL_FEATURES, embedding_key)
             if embedding_key is not None
             else LayerField(_CELL_FEATURES, layer, is_count_data=False)
-        )
-        adata_manager = AnnDataManager(fields=[field], setup_method_args=setup_method_args)
+        ]
+        if RESPONSES_KEY in adata.obsm:
+            fields.append(ObsmField(_RESPONSE, RESPONSES_KEY))
+        adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
         features = _dense(adata_manager.get_from_registry(_CELL_FEATURES))
@@ -267,9 +306,9 @@ class DrugResponseModel(BaseModelClass):
         """Long table of the model's measured pairs.
 
         Columns: cell line, drug and response (named as at setup), and each pair's row
-        (``cell_index``) and drug (``drug_index``) in ``adata.obsm["drug_response"]``. Rows are
-        in the model's pair order: ``train_indices``, ``validation_indices`` and
-        ``test_indices`` (the held-out pairs) index them.
+        (``cell_index``) and drug (``drug_index``) in ``adata.obsm["drug_response"]``, cell
+        line-major. (``train_indices``, ``validation_indices`` and ``test_indices`` index the
+        cell lines, the model's observations.)
         """
         if self.adata is None or RESPONSES_KEY not in self.adata.obsm:
             raise ValueError(
@@ -287,120 +326,169 @@ class DrugResponseModel(BaseModelClass):
     # ------------------------------------------------------------------ training
     def train(
         self,
-        max_epochs: int | None = None,
+        max_epochs: int = 300,
         lr: float = 1e-3,
-        batch_size: int = 128,
+        batch_size: int = 64,
         train_size: float = 0.9,
-        validation_by: Literal["pairs", "cell_lines", "drugs"] = "pairs",
         holdout_cell_lines: Sequence[str] | None = None,
         holdout_drugs: Sequence[str] | None = None,
-        early_stopping: bool = False,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 30,
         seed: int = 0,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         plan_kwargs: dict | None = None,
         **trainer_kwargs,
     ) -> None:
-        """Train on the measured pairs, keeping held-out cell lines and drugs unseen.
+        """Train the networks on whole rows of the response matrix, then the linear term.
 
         Parameters
         ----------
         max_epochs
-            Passes over the training pairs; default: enough for about 2,000 gradient steps
-            (between 5 and 300 epochs).
+            Most passes over the training cell lines (early stopping usually ends sooner).
         lr
-            Learning rate (Adam).
+            Learning rate (AdamW).
         batch_size
-            Pairs per minibatch; its unique cell lines and drugs are each encoded once.
+            Cell lines per minibatch, each with its responses to every drug.
         train_size
-            Share of the available pairs (or of their cell lines / drugs, see
-            ``validation_by``) used for training; the rest validate (``1.0``: no validation).
-        validation_by
-            Validation pairs: random ``"pairs"``, or whole ``"cell_lines"`` / ``"drugs"``.
+            Share of the available cell lines used for training; the rest (whole cell lines)
+            validate, for early stopping and for choosing the epoch kept (``1.0``: none).
         holdout_cell_lines, holdout_drugs
-            Cell lines and drugs whose pairs are kept out of training and validation (the
-            evaluation set; their pair indices become ``model.test_indices``).
+            Cell lines and drugs kept out of training and validation (the evaluation set).
+            Held-out cell lines become ``model.test_indices``; held-out drugs are predicted
+            as unseen drugs.
         early_stopping
-            Stop when ``elbo_validation`` (the validation mean squared error on the
-            standardised response) stops improving; ``early_stopping_patience`` and other
-            :class:`~scvi.train.Trainer` options go in ``trainer_kwargs``.
+            Stop when the validation error has not improved for ``early_stopping_patience``
+            epochs. Either way the weights of the best validation epoch are kept.
+        early_stopping_patience
+            Epochs without improvement before stopping.
         seed
-            Seed of the validation split.
+            Seed of the validation draw.
         accelerator, devices
             Lightning device options.
         plan_kwargs
-            Options of :class:`~scvi.train.TrainingPlan` (e.g. ``weight_decay``).
+            Options of :class:`~scvi.train.TrainingPlan` (default AdamW, ``weight_decay=1e-4``).
         **trainer_kwargs
             Options of :class:`~scvi.train.Trainer`.
         """
-        pairs = self.responses()
+        if not 0.0 < train_size <= 1.0:
+            raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
+        matrix = self._response_matrix()
         # the structures of the drugs it is trained on become part of the model
         self.drug_smiles_.update(self.adata.uns.get(SMILES_KEY, {}))
-        cell_names = self.adata.obs_names
-        drug_names = pd.Index(self.adata.obsm[RESPONSES_KEY].columns)
-        held_out = np.zeros(len(pairs), dtype=bool)
-        for names, known, column, what in (
-            (holdout_cell_lines, cell_names, self._setup_arg("cell_line_key"), "cell lines"),
-            (holdout_drugs, drug_names, self._setup_arg("drug_key"), "drugs"),
-        ):
-            if names is None:
-                continue
-            names = [str(n) for n in names]
-            unknown = [n for n in names if n not in known]
-            if unknown:
-                raise ValueError(f"Held-out {what} {listing(unknown)} are not in the data.")
-            held_out |= pairs[column].isin(names).to_numpy()
+        held_cells = self._named(holdout_cell_lines, self.adata.obs_names, "cell lines")
+        held_drugs = self._named(holdout_drugs, pd.Index(self.drugs), "drugs")
+        values = matrix.to_numpy(np.float64)
+        available = np.flatnonzero(~held_cells)
+        measured = np.isfinite(values[available][:, ~held_drugs])
+        trained = ~held_drugs
+        trained[~held_drugs] = measured.any(0)
+        if not trained.any():
+            raise ValueError(
+                "The held-out cell lines and drugs cover every measurement: nothing to train on."
+            )
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(available)
+        # rounded first so that e.g. (1 - 0.9) * 10 = 0.99999... counts as one cell line
+        n_val = min(int(np.floor(round((1.0 - train_size) * len(order), 9))), len(order) - 1)
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        if early_stopping and n_val == 0:
+            raise ValueError(
+                "early_stopping needs validation cell lines: use train_size < 1 (with enough "
+                "cell lines for one to validate) or early_stopping=False."
+            )
 
+        # Standardise with training statistics only (held-out cell lines stay unseen).
         features = self.cell_features()
-        dataset = DrugResponsePairs(
-            features,
-            DrugFeaturizer(
-                {d: self.drug_smiles_[d] for d in drug_names},
-                self.module.drug_representation,
-                n_bits=self.module.n_fingerprint_bits,
-            ),
-            pairs["cell_index"].to_numpy(),
-            pairs["drug_index"].to_numpy(),
-            pairs[self._setup_arg("response_key")].to_numpy(),
-        )
-        splitter = DrugResponseDataSplitter(
-            dataset, held_out, validation_by, train_size, batch_size, seed
-        )
-        if early_stopping and splitter.n_val == 0:
-            raise ValueError("early_stopping needs validation pairs: use train_size < 1.")
-
-        # Standardise with training statistics only (held-out cell lines stay unseen). Features
-        # are centred and divided by one common scale: how much each PCA / embedding /
-        # gene dimension varies is information that per-feature z-scores would erase.
-        train_features = features[np.unique(dataset.cell_index[splitter.train_idx])]
-        scale = max(float(np.sqrt(train_features.var(0).mean())), 1e-6)
-        response = dataset.response[splitter.train_idx]
+        train_features = features[train_idx]
+        train_values = values[train_idx]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # drugs without training values
+            mean = np.nan_to_num(np.nanmean(train_values, 0))
+            scale = np.nan_to_num(np.nanstd(train_values, 0), nan=1.0)
+        scale = np.where(scale > 1e-6, scale, 1.0)
         self.module.set_standardization(
             torch.from_numpy(train_features.mean(0)),
-            torch.full((features.shape[1],), scale),
-            response.mean(),
-            max(float(response.std()), 1e-6),
+            max(float(np.sqrt(train_features.var(0).mean())), 1e-6),
+            torch.from_numpy(mean.astype(np.float32)),
+            torch.from_numpy(scale.astype(np.float32)),
+            torch.from_numpy(trained),
         )
-        if max_epochs is None:
-            steps_per_epoch = int(np.ceil(splitter.n_train / batch_size))
-            max_epochs = int(np.clip(round(2000 / steps_per_epoch), 5, 300))
-        plan_kwargs = {"lr": lr, **(plan_kwargs or {})}
-        training_plan = TrainingPlan(self.module, **plan_kwargs)
+        self.module.set_linear_term(
+            torch.zeros_like(self.module.linear_weight), torch.zeros(len(trained)), share=0.0
+        )
+        splitter = DataSplitter(
+            self.adata_manager,
+            external_indexing=[train_idx, val_idx, np.flatnonzero(held_cells)],
+            batch_size=batch_size,
+        )
+        plan_kwargs = {
+            "optimizer": "AdamW",
+            "lr": lr,
+            "weight_decay": 1e-4,
+            "eps": 1e-8,
+            **(plan_kwargs or {}),
+        }
+        callbacks = list(trainer_kwargs.pop("callbacks", []))
+        if n_val > 0:
+            callbacks.append(BestWeights(_MONITOR))
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        else:  # scvi-tools' splitter has no validation loader to give Lightning
+            trainer_kwargs.setdefault("limit_val_batches", 0)
         runner = TrainRunner(
             self,
-            training_plan=training_plan,
+            training_plan=TrainingPlan(self.module, **plan_kwargs),
             data_splitter=splitter,
             max_epochs=max_epochs,
             accelerator=accelerator,
             devices=devices,
             early_stopping=early_stopping,
+            early_stopping_monitor=_MONITOR,
+            early_stopping_patience=early_stopping_patience,
+            callbacks=callbacks,
             **trainer_kwargs,
         )
+        runner()
+        self._fit_linear_term(np.concatenate([train_idx, val_idx]), features, values, trained)
+        fitted = np.concatenate([train_idx, val_idx])
         with warnings.catch_warnings():
-            # minibatches mix pair-level and unique-drug tensors; the pair-level ones come
-            # first, so the batch size Lightning infers (and warns about) is the right one
-            warnings.filterwarnings("ignore", message="Trying to infer the `batch_size`")
-            runner()
+            warnings.simplefilter("ignore", RuntimeWarning)  # cell lines without measurements
+            sensitivity = np.nanmean(values[np.ix_(fitted, np.flatnonzero(trained))], 1)
+        known = np.isfinite(sensitivity)
+        self.cell_line_sensitivity_ = pd.Series(
+            sensitivity[known], index=self.adata.obs_names[fitted][known], dtype=float
+        )
+
+    def _fit_linear_term(
+        self, rows: np.ndarray, features: np.ndarray, values: np.ndarray, trained: np.ndarray
+    ) -> None:
+        """One ridge per trained drug on the standardised representation and response."""
+        module = self.module
+        x = module.standardise(torch.from_numpy(features[rows])).numpy()
+        y = (values[rows] - module.response_mean.numpy()) / module.response_scale.numpy()
+        y = np.nan_to_num(y[:, trained])  # unmeasured: the drug's mean (0 once standardised)
+        ridge = RidgeCV(alphas=_RIDGE_ALPHAS, alpha_per_target=True).fit(x, y)
+        weight = np.zeros((features.shape[1], len(trained)), dtype=np.float32)
+        bias = np.zeros(len(trained), dtype=np.float32)
+        weight[:, trained] = ridge.coef_.T
+        bias[trained] = ridge.intercept_
+        module.set_linear_term(torch.from_numpy(weight), torch.from_numpy(bias), share=0.5)
+
+    def _response_matrix(self) -> pd.DataFrame:
+        """The model's cell lines x drugs response matrix, checked."""
+        self.responses()  # raises with the fix if the matrix is missing or stale
+        return self.adata.obsm[RESPONSES_KEY]
+
+    @staticmethod
+    def _named(names: Sequence[str] | None, known: pd.Index, what: str) -> np.ndarray:
+        """Bool mask over ``known`` of ``names``; an error naming those that are unknown."""
+        if names is None:
+            return np.zeros(len(known), dtype=bool)
+        names = [str(n) for n in names]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"Held-out {what} {listing(unknown)} are not in the data.")
+        return known.isin(names)
 
     # ------------------------------------------------------------------ prediction
     @torch.inference_mode()
@@ -411,7 +499,7 @@ class DrugResponseModel(BaseModelClass):
         adata: AnnData | None = None,
         smiles: Mapping[str, str] | pd.Series | None = None,
         pairs: pd.DataFrame | None = None,
-        batch_size: int = 1024,
+        batch_size: int = 256,
     ) -> pd.DataFrame:
         """Predicted response of cell lines to drugs, including unseen ones.
 
@@ -421,17 +509,18 @@ class DrugResponseModel(BaseModelClass):
             Cell lines (``obs_names`` of ``adata``); default all.
         drugs
             Drugs; default all the model knows plus those of ``smiles``. A drug the model
-            has not seen needs its SMILES in ``smiles``.
+            has no structure for needs its SMILES in ``smiles``.
         adata
             Cell lines to predict for (default: the model's). New cell lines need only the
             representation the model reads (see :meth:`cell_features`).
         smiles
-            Drug name -> SMILES of new drugs (or to override a known drug's structure).
+            Drug name -> SMILES of new drugs (or to override a known drug's structure, which
+            makes it a new drug).
         pairs
             Predict exactly these pairs (columns named as ``cell_line_key`` and ``drug_key``
             of setup) instead of all ``cell_lines`` x ``drugs``.
         batch_size
-            Pairs per minibatch.
+            Cell lines per minibatch.
 
         Returns
         -------
@@ -443,9 +532,8 @@ class DrugResponseModel(BaseModelClass):
         adata = self.adata if adata is None else adata
         if adata is None:
             raise ValueError("This model has no AnnData; pass adata with the cell lines.")
-        structures = dict(self.drug_smiles_)
-        if smiles is not None:
-            structures.update(validate_smiles(smiles, []))
+        new_smiles = validate_smiles(smiles, []) if smiles is not None else {}
+        structures = {**self.drug_smiles_, **new_smiles}
         if pairs is not None:
             for col in (cl_key, drug_key):
                 if col not in pairs:
@@ -463,30 +551,66 @@ class DrugResponseModel(BaseModelClass):
                 f"{len(unknown_cells)} cell line(s) are not in adata.obs_names: "
                 f"{listing(unknown_cells)}. Pass adata with their representation."
             )
-        needed = pd.unique(pair_drugs)
-        unknown_drugs = [d for d in needed if d not in structures]
+        queries = list(pd.unique(pair_drugs))
+        unknown_drugs = [d for d in queries if d not in structures]
         if unknown_drugs:
             raise ValueError(
                 f"The model does not know drug(s) {listing(unknown_drugs)}; pass their "
                 "structures with smiles={drug: SMILES}."
             )
-        dataset = DrugResponsePairs(
-            self.cell_features(adata),
-            DrugFeaturizer(
-                {d: structures[d] for d in needed},
-                self.module.drug_representation,
-                n_bits=self.module.n_fingerprint_bits,
-            ),
-            adata.obs_names.get_indexer(pair_cells),
-            pd.Index(needed).get_indexer(pair_drugs),
+        cells = list(pd.unique(pair_cells))
+        rows = adata.obs_names.get_indexer(cells)
+        table = self._predict_matrix(
+            self.cell_features(adata)[rows], cells, queries, new_smiles, batch_size
         )
+        out = table.to_numpy()[
+            pd.Index(cells).get_indexer(pair_cells), pd.Index(queries).get_indexer(pair_drugs)
+        ]
+        return pd.DataFrame({cl_key: pair_cells, drug_key: pair_drugs, "prediction": out})
+
+    def _predict_matrix(
+        self,
+        features: np.ndarray,
+        cells: list[str],
+        queries: list[str],
+        new_smiles: Mapping[str, str],
+        batch_size: int = 256,
+    ) -> pd.DataFrame:
+        """Cell lines x ``queries`` predictions; drugs outside training from their neighbours."""
         self.module.eval()
-        predictions = []
-        for tensors in dataset.loader(np.arange(len(dataset)), batch_size):
-            _, generative_outputs = self.module(tensors, compute_loss=False)
-            predictions.append(generative_outputs["prediction"].cpu().numpy())
-        prediction = np.concatenate(predictions) if predictions else np.zeros(0, np.float32)
-        return pd.DataFrame({cl_key: pair_cells, drug_key: pair_drugs, "prediction": prediction})
+        trained = self.module.trained_drugs.cpu().numpy()
+        chunks = [
+            self.module(
+                {"cell_features": torch.from_numpy(features[k : k + batch_size])},
+                compute_loss=False,
+            )[1]["prediction"]
+            .cpu()
+            .numpy()
+            for k in range(0, len(features), batch_size)
+        ]
+        predicted = np.concatenate(chunks) if chunks else np.zeros((0, len(trained)), np.float32)
+        column = {d: j for j, d in enumerate(self.drugs) if trained[j]}
+        known = [d for d in queries if d in column and d not in new_smiles]
+        unseen = [d for d in queries if d not in known]
+        table = pd.DataFrame(np.nan, index=cells, columns=queries)
+        table[known] = predicted[:, [column[d] for d in known]]
+        if unseen:
+            trained_names = [d for d in self.drugs if trained[self.drugs.index(d)]]
+            reference = np.stack(
+                [morgan_fingerprint(self.drug_smiles_[d], d) for d in trained_names]
+            )
+            query = np.stack(
+                [morgan_fingerprint({**self.drug_smiles_, **new_smiles}[d], d) for d in unseen]
+            )
+            weights = _neighbour_weights(
+                tanimoto_similarity(query, reference), self.n_neighbor_drugs
+            )
+            by_structure = predicted[:, [column[d] for d in trained_names]] @ weights.T
+            # a cell line's average sensitivity: measured where it was trained on, else predicted
+            average = pd.Series(cells).map(self.cell_line_sensitivity_).to_numpy(float)
+            average = np.where(np.isfinite(average), average, predicted[:, trained].mean(1))
+            table[unseen] = (by_structure + average[:, None]) / 2
+        return table
 
 
 def _dense(x: np.ndarray | sparse.spmatrix | pd.DataFrame) -> np.ndarray:
@@ -506,3 +630,17 @@ def _check_features(x: np.ndarray, cell_lines: pd.Index) -> None:
             f"The cell-line representation has non-finite values for {int(bad.sum())} cell "
             f"line(s): {listing(list(cell_lines[bad]))}."
         )
+
+
+def _neighbour_weights(similarity: np.ndarray, k: int) -> np.ndarray:
+    """Rows of weights over reference drugs: the ``k`` most similar, by similarity, summing to 1.
+
+    A query without any similar reference (all similarities 0) weighs every reference alike.
+    """
+    weights = np.zeros_like(similarity)
+    k = min(k, similarity.shape[1])
+    nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    np.put_along_axis(weights, nearest, np.take_along_axis(similarity, nearest, 1), axis=1)
+    total = weights.sum(1, keepdims=True)
+    uniform = np.full_like(weights, 1.0 / similarity.shape[1])
+    return np.where(total > 0, weights / np.where(total > 0, total, 1.0), uniform)

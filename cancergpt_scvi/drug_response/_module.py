@@ -1,157 +1,156 @@
-"""Drug-response module: a cell-line branch and a drug-structure branch, fused to a response."""
+"""Drug-response module: an ensemble of multi-task networks over the cell lines x drugs matrix."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
-from scvi.nn import FCLayers
 from torch import nn
-
-from ._encoders import FingerprintEncoder, MolecularGraphEncoder
-from ._molecules import N_ATOM_FEATURES, N_BOND_FEATURES
-
-#: Minibatch keys of a drug's structure, by representation.
-DRUG_INPUT_KEYS: dict[str, tuple[str, ...]] = {
-    "graph": ("atom_features", "bond_index", "bond_features", "atom_to_drug"),
-    "fingerprint": ("fingerprints",),
-}
 
 
 class DrugResponseModule(BaseModuleClass):
-    """DeepCDR-style response regression on (cell line, drug) pairs.
+    """Responses of a cell line to every drug at once, from its representation.
 
-    A minibatch holds the *unique* cell lines and drugs of its pairs, plus each pair's
-    position among them (``pair_cell``, ``pair_drug``): each branch encodes a cell line or a
-    drug once per minibatch, whatever the number of pairs it appears in. The fusion MLP sees
-    the two vectors and their elementwise product (a drug-specific weighting of cell-line
-    features, the form drug-specific sensitivity takes). Inputs and the response are
-    standardised with statistics of the training set (buffers saved with the weights).
+    Each of ``n_ensemble`` members is a multi-task network: a shared MLP maps the cell line's
+    (centred, scaled) representation to ``n_latent`` features, and each drug has its own
+    learned vector and bias, whose dot product with the features is the drug's standardised
+    response (each drug's response is centred and scaled by its training statistics, so every
+    drug weighs alike in the loss whatever its range). A minibatch is a set of cell lines with
+    their whole row of the response matrix; unmeasured entries (NaN) and drugs left out of
+    training are masked from the loss. Members differ in their initialisation and dropout;
+    their standardised predictions are averaged.
+
+    Optionally a linear term, one ridge regression per drug fitted in closed form after the
+    networks (see :meth:`set_linear_term`), is averaged with the networks' prediction.
+
+    Drugs outside training get no prediction here: the model combines the predictions of
+    trained drugs that resemble them (see :class:`~cancergpt_scvi.drug_response.DrugResponseModel`).
 
     Parameters
     ----------
     n_input
         Width of the cell-line representation.
-    drug_representation
-        ``"graph"`` (message-passing network over atoms and bonds) or ``"fingerprint"``
-        (MLP over Morgan fingerprint bits).
+    n_drugs
+        Number of drugs (columns of the response matrix).
     n_hidden
-        Hidden width of the MLPs and of atom states.
+        Hidden width of each member's MLP.
     n_latent
-        Width of the cell-line and drug vectors.
-    n_layers
-        Layers of the cell-line and fusion MLPs.
-    n_graph_layers
-        Message-passing rounds of the drug graph network.
-    n_fingerprint_bits
-        Fingerprint length (``"fingerprint"`` only).
+        Width of the cell-line features and of each drug's vector.
+    n_ensemble
+        Number of members.
     dropout
-        Dropout rate.
+        Dropout rate, on the input and on the hidden layer.
     """
 
     def __init__(
         self,
         n_input: int,
-        drug_representation: Literal["graph", "fingerprint"] = "graph",
-        n_hidden: int = 128,
+        n_drugs: int,
+        n_hidden: int = 256,
         n_latent: int = 64,
-        n_layers: int = 1,
-        n_graph_layers: int = 3,
-        n_fingerprint_bits: int = 2048,
-        dropout: float = 0.1,
+        n_ensemble: int = 5,
+        dropout: float = 0.3,
     ):
         super().__init__()
-        self.drug_representation = drug_representation
-        self.n_fingerprint_bits = n_fingerprint_bits
+        if n_ensemble < 1:
+            raise ValueError(f"n_ensemble must be at least 1, got {n_ensemble}.")
+        self.n_ensemble = n_ensemble
         self.register_buffer("cell_mean", torch.zeros(n_input))
-        self.register_buffer("cell_scale", torch.ones(n_input))
-        self.register_buffer("response_mean", torch.zeros(()))
-        self.register_buffer("response_scale", torch.ones(()))
-        mlp = {"dropout_rate": dropout, "use_batch_norm": False, "use_layer_norm": True}
-        self.cell_encoder = FCLayers(n_input, n_latent, n_layers=n_layers, n_hidden=n_hidden, **mlp)
-        if drug_representation == "graph":
-            self.drug_encoder = MolecularGraphEncoder(
-                N_ATOM_FEATURES, N_BOND_FEATURES, n_hidden, n_latent, n_graph_layers, dropout
+        self.register_buffer("cell_scale", torch.ones(()))
+        self.register_buffer("response_mean", torch.zeros(n_drugs))
+        self.register_buffer("response_scale", torch.ones(n_drugs))
+        self.register_buffer("trained_drugs", torch.ones(n_drugs, dtype=torch.bool))
+        self.register_buffer("linear_weight", torch.zeros(n_input, n_drugs))
+        self.register_buffer("linear_bias", torch.zeros(n_drugs))
+        self.register_buffer("linear_share", torch.zeros(()))
+        self.encoders = nn.ModuleList(
+            nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(n_input, n_hidden),
+                nn.LayerNorm(n_hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(n_hidden, n_latent),
             )
-        elif drug_representation == "fingerprint":
-            self.drug_encoder = FingerprintEncoder(n_fingerprint_bits, n_hidden, n_latent, dropout)
-        else:
-            raise ValueError(
-                "drug_representation must be 'graph' or 'fingerprint', "
-                f"got {drug_representation!r}."
-            )
-        self.fusion = nn.Sequential(
-            FCLayers(3 * n_latent, n_hidden, n_layers=n_layers, n_hidden=n_hidden, **mlp),
-            nn.Linear(n_hidden, 1),
+            for _ in range(n_ensemble)
         )
+        self.drug_vectors = nn.Parameter(0.01 * torch.randn(n_ensemble, n_drugs, n_latent))
+        self.drug_bias = nn.Parameter(torch.zeros(n_ensemble, n_drugs))
 
     @torch.no_grad()
     def set_standardization(
         self,
         cell_mean: torch.Tensor,
-        cell_scale: torch.Tensor,
-        response_mean: float,
-        response_scale: float,
+        cell_scale: float,
+        response_mean: torch.Tensor,
+        response_scale: torch.Tensor,
+        trained_drugs: torch.Tensor,
     ) -> None:
-        """Set the training-set statistics used to standardise inputs and the response.
+        """Set the training statistics and the drugs trained on.
 
         Parameters
         ----------
-        cell_mean, cell_scale
-            ``(n_input,)`` centre and scale of the cell-line representation.
+        cell_mean
+            ``(n_input,)`` centre of the cell-line representation.
+        cell_scale
+            One scale for all features (how much each feature varies is information that
+            per-feature z-scores would erase).
         response_mean, response_scale
-            Centre and scale of the response.
+            ``(n_drugs,)`` centre and scale of each drug's response.
+        trained_drugs
+            ``(n_drugs,)`` bool: drugs whose responses train the networks.
         """
         self.cell_mean.copy_(torch.as_tensor(cell_mean))
-        self.cell_scale.copy_(torch.as_tensor(cell_scale))
-        self.response_mean.fill_(float(response_mean))
-        self.response_scale.fill_(float(response_scale))
+        self.cell_scale.fill_(float(cell_scale))
+        self.response_mean.copy_(torch.as_tensor(response_mean))
+        self.response_scale.copy_(torch.as_tensor(response_scale))
+        self.trained_drugs.copy_(torch.as_tensor(trained_drugs, dtype=torch.bool))
+
+    @torch.no_grad()
+    def set_linear_term(self, weight: torch.Tensor, bias: torch.Tensor, share: float) -> None:
+        """Set the per-drug linear term, on the standardised representation and response.
+
+        Parameters
+        ----------
+        weight
+            ``(n_input, n_drugs)`` coefficients.
+        bias
+            ``(n_drugs,)`` intercepts.
+        share
+            Weight of the linear term in the prediction (the networks get ``1 - share``).
+        """
+        self.linear_weight.copy_(torch.as_tensor(weight))
+        self.linear_bias.copy_(torch.as_tensor(bias))
+        self.linear_share.fill_(float(share))
+
+    def standardise(self, cell_features: torch.Tensor) -> torch.Tensor:
+        """The representation centred and scaled by the training statistics."""
+        return (cell_features - self.cell_mean) / self.cell_scale
 
     def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:
-        """Cell-line features, the drug inputs of the representation, and the number of drugs."""
-        return {
-            "cell_features": tensors["cell_features"],
-            "drug_inputs": {k: tensors[k] for k in DRUG_INPUT_KEYS[self.drug_representation]},
-            "n_drugs": tensors["drug_ids"].shape[0],
-        }
+        """The minibatch's cell-line representation."""
+        return {"cell_features": tensors["cell_features"]}
 
     @auto_move_data
-    def inference(
-        self, cell_features: torch.Tensor, drug_inputs: dict[str, torch.Tensor], n_drugs: int
-    ) -> dict[str, torch.Tensor]:
-        """Encode the minibatch's unique cell lines and unique drugs."""
-        h_cell = self.cell_encoder((cell_features - self.cell_mean) / self.cell_scale)
-        if self.drug_representation == "graph":
-            h_drug = self.drug_encoder(**drug_inputs, n_drugs=n_drugs)
-        else:
-            h_drug = self.drug_encoder(**drug_inputs)
-        return {"h_cell": h_cell, "h_drug": h_drug}
+    def inference(self, cell_features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each member's features of the cell lines, ``(n_ensemble, n_cells, n_latent)``."""
+        x = self.standardise(cell_features)
+        return {"h": torch.stack([encoder(x) for encoder in self.encoders])}
 
     def _get_generative_input(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict, **kwargs
     ) -> dict:
-        """The encoded cell lines and drugs, and each pair's position among them."""
-        return {
-            "h_cell": inference_outputs["h_cell"],
-            "h_drug": inference_outputs["h_drug"],
-            "pair_cell": tensors["pair_cell"],
-            "pair_drug": tensors["pair_drug"],
-        }
+        """The members' features and the representation (for the linear term)."""
+        return {"h": inference_outputs["h"], "cell_features": tensors["cell_features"]}
 
     @auto_move_data
-    def generative(
-        self,
-        h_cell: torch.Tensor,
-        h_drug: torch.Tensor,
-        pair_cell: torch.Tensor,
-        pair_drug: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
-        """Fuse each pair's cell-line and drug vectors into its response."""
-        c, d = h_cell[pair_cell], h_drug[pair_drug]
-        standardised = self.fusion(torch.cat([c, d, c * d], dim=1)).squeeze(1)
+    def generative(self, h: torch.Tensor, cell_features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Standardised responses of each member and the prediction, cell lines x drugs."""
+        members = torch.einsum("kcl,kdl->kcd", h, self.drug_vectors) + self.drug_bias[:, None]
+        linear = self.standardise(cell_features) @ self.linear_weight + self.linear_bias
+        share = self.linear_share
+        standardised = (1 - share) * members.mean(0) + share * linear
         return {
-            "standardised_prediction": standardised,
+            "member_predictions": members,
             "prediction": standardised * self.response_scale + self.response_mean,
         }
 
@@ -161,13 +160,17 @@ class DrugResponseModule(BaseModuleClass):
         inference_outputs: dict,
         generative_outputs: dict,
     ) -> LossOutput:
-        """Mean squared error on the standardised response."""
+        """Mean squared error of every member on the measured, trained entries."""
         response = tensors["response"]
-        target = (response - self.response_mean) / self.response_scale
-        squared_error = (generative_outputs["standardised_prediction"] - target) ** 2
-        rmse = torch.sqrt(((generative_outputs["prediction"] - response) ** 2).mean())
+        measured = torch.isfinite(response) & self.trained_drugs
+        target = torch.where(measured, (response - self.response_mean) / self.response_scale, 0)
+        weight = measured.to(target.dtype)
+        squared_error = (generative_outputs["member_predictions"] - target) ** 2 * weight
+        per_cell = squared_error.sum(-1).mean(0)  # summed over drugs, averaged over members
+        error = torch.where(measured, generative_outputs["prediction"] - response, 0)
+        rmse = torch.sqrt((error**2).sum() / weight.sum().clamp(min=1))
         return LossOutput(
-            loss=squared_error.mean(),
-            reconstruction_loss=squared_error,
+            loss=per_cell.sum() / weight.sum().clamp(min=1),
+            reconstruction_loss=per_cell,
             extra_metrics={"rmse": rmse.detach()},
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -21,12 +22,14 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp, track
 
 from cancergpt_scvi._constants import BATCH_KEY, DOMAIN_KEYS, TECHNOLOGY_KEY, TISSUE_KEY, X_KEY
+from cancergpt_scvi._listing import listing
 from cancergpt_scvi.data import (
     BinningMode,
     GeneVocab,
     cell_ranger_hvg,
     check_categorical_obs,
     check_expression,
+    check_unique_genes,
     gene_symbols,
 )
 from cancergpt_scvi.module import CancerGPTModule
@@ -195,6 +198,8 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             ``var`` column with gene symbols, when ``var_names`` are not symbols.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        if adata.n_obs == 0:
+            raise ValueError("adata has no cells (n_obs == 0); pass an AnnData with cells.")
         if adata.n_vars == 0:
             raise ValueError("adata has no genes.")
         check_expression(adata, layer)
@@ -209,6 +214,7 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
                 f"gene_symbols_key={gene_symbols_key!r} is not a column of adata.var "
                 f"(columns: {list(adata.var.columns)})."
             )
+        check_unique_genes(gene_symbols(adata, gene_symbols_key), gene_symbols_key)
         anndata_fields = [
             LayerField(X_KEY, layer, is_count_data=False),
             CategoricalObsField(BATCH_KEY, batch_key),
@@ -288,6 +294,41 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             Passed to :class:`~scvi.train.Trainer` (e.g. ``enable_progress_bar``, ``strategy``,
             ``precision``, ``callbacks``, ``ckpt_path``).
         """
+        if max_epochs is not None and max_epochs < 1:
+            raise ValueError(f"max_epochs must be at least 1, got {max_epochs}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        if datamodule is None:
+            self._check_trainable_data()
+            n_val = _validation_cells(self.adata.n_obs, train_size, validation_size)
+            if n_val == 0:
+                if early_stopping:
+                    raise ValueError(
+                        f"early_stopping needs validation cells; {self.adata.n_obs} cells with "
+                        f"train_size={train_size} leave none. Lower train_size or train more cells."
+                    )
+                warnings.warn(
+                    f"{self.adata.n_obs} cells leave no validation cells at train_size="
+                    f"{train_size if train_size is not None else 0.9}; training without a "
+                    "validation curve.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                trainer_kwargs.setdefault("limit_val_batches", 0)
+        setup = self.registry_["setup_args"]
+        lonely = [
+            name
+            for name in DOMAIN_KEYS
+            if setup.get(f"{name}_key") is not None and name not in self.module.adversary.covariates
+        ]
+        if lonely and adversarial_weight > 0:
+            named = [f"{name}_key={setup[name + '_key']!r}" for name in lonely]
+            warnings.warn(
+                f"{listing(named)}: one category only, so no discriminator and nothing to "
+                "remove for it (the adversarial loss covers the other covariates).",
+                UserWarning,
+                stacklevel=2,
+            )
         plan = {
             "lr": lr,
             "optimizer": "AdamW",
@@ -308,7 +349,8 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             # (scvi-tools would otherwise drop it with a "cannot be updated" warning)
             self.is_trained_ = False
         # scvi-tools validates only with early stopping; users want the validation curve
-        trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        if trainer_kwargs.get("limit_val_batches") != 0:
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         return super().train(
             max_epochs=max_epochs,
             accelerator=accelerator,
@@ -323,6 +365,19 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             **trainer_kwargs,
         )
 
+    def _check_trainable_data(self) -> None:
+        """Refuse training on registered data whose genes or values no longer fit the model."""
+        if self.adata is None:
+            raise ValueError("This model has no AnnData; load it with adata= to train.")
+        if not self._registered_genes_match():
+            raise ValueError(
+                "The registered AnnData's genes are not the model's input genes in their order "
+                "(reordered, subset in place, or another AnnData given to load). Training reads "
+                "the registered columns as they are: train on adata[:, genes] with the model's "
+                "genes in order (model.input_genes_), set up with setup_anndata."
+            )
+        check_expression(self.adata, self.registry_["setup_args"]["layer"])
+
     # -- embedding --------------------------------------------------------------------------
     def _foreign_genes(self, adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """Match a foreign AnnData's genes to the model's input genes, once per call.
@@ -334,6 +389,8 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         check_expression(adata, setup["layer"])
         symbols = gene_symbols(adata, setup["gene_symbols_key"])
         position = {g: i for i, g in enumerate(self.input_genes_)}
+        # repeats among the model's genes would be summed into one token: refuse them
+        check_unique_genes(symbols[symbols.isin(self.input_genes_)], setup["gene_symbols_key"])
         src = np.array([j for j, g in enumerate(symbols) if g in position], dtype=np.int64)
         dst = np.array([position[symbols[j]] for j in src], dtype=np.int64)
         usable = self.module.gene_ids.cpu().numpy()[dst] != self.vocab.pad_id if len(dst) else []
@@ -387,11 +444,22 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
                 unique, order = np.unique(part, return_inverse=True)
                 view = adata[unique]
             matrix = view.X if layer is None else view.layers[layer]
-            aligned = (sparse.csr_matrix(matrix) @ select).astype(np.float32)
+            block = sparse.csr_matrix(matrix)
+            _check_values(block.data)
+            aligned = (block @ select).astype(np.float32)
             if order is not None:
                 aligned = aligned[order]
             for b in range(0, len(part), batch_size):
                 yield torch.from_numpy(aligned[b : b + batch_size].toarray()), gene_ids
+
+    def _registered_genes_match(self) -> bool:
+        """Whether the registered AnnData's columns are the model's input genes, in order."""
+        if self.adata is None:
+            return False
+        symbols = gene_symbols(self.adata, self.registry_["setup_args"]["gene_symbols_key"])
+        return len(symbols) == len(self.input_genes_) and bool(
+            np.array_equal(symbols.to_numpy(), np.asarray(self.input_genes_, dtype=object))
+        )
 
     @torch.inference_mode()
     def get_latent_representation(
@@ -439,9 +507,17 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}.")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
         self.module.eval()
         if adata is not None and adata is not self.adata and adata.n_obs == 0:
             warnings.warn("The AnnData has no cells; returning an empty embedding.", stacklevel=2)
+            return np.zeros((0, self.module.embed_dim), dtype=np.float32)
+        source = self.adata if adata is None else adata
+        if source is None:
+            raise ValueError("This model has no AnnData; pass adata with the cells to embed.")
+        indices = _cell_indices(indices, source.n_obs)
+        if indices is not None and len(indices) == 0:
             return np.zeros((0, self.module.embed_dim), dtype=np.float32)
         if precision == "bf16" and self.device.type == "cpu" and not _cpu_has_bf16():
             warnings.warn(
@@ -458,10 +534,12 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             else nullcontext()
         )
         batch_size = batch_size or 64
-        n_cells = (
-            (self.adata if adata is None else adata).n_obs if indices is None else len(indices)
-        )
-        foreign = adata is not None and adata is not self.adata
+        n_cells = source.n_obs if indices is None else len(indices)
+        # the registered data is read column by column as registered, which is only right
+        # while its genes are the model's input genes in order (not after reordering, in-place
+        # subsetting or loading onto other data); otherwise genes are matched by symbol
+        foreign = source is not self.adata or not self._registered_genes_match()
+        adata = source
         sizes = [min(chunk_size, n_cells - s) for s in range(0, n_cells, chunk_size)]
         n_batches = (
             sum(-(-n // batch_size) for n in sizes) if foreign else -(-n_cells // batch_size)
@@ -472,12 +550,13 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
                 yield from self._foreign_batches(adata, indices, chunk_size, batch_size)
                 return
             loader = self._make_data_loader(
-                adata=self._validate_anndata(adata),
+                adata=self._validate_anndata(None),
                 indices=indices,
                 batch_size=batch_size,
                 shuffle=False,
             )
             for tensors in loader:
+                _check_values(tensors[X_KEY])
                 yield tensors[X_KEY], None
 
         chunks, n_empty = [], 0
@@ -559,6 +638,8 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         """
         if binning not in ("release", "deterministic"):
             raise ValueError(f"binning must be 'release' or 'deterministic', got {binning!r}.")
+        if adata.n_obs == 0:
+            raise ValueError("adata has no cells (n_obs == 0); pass an AnnData with cells.")
         checkpoint = read_release_checkpoint(model_dir)
         vocab = checkpoint.vocab
         config = checkpoint.module_kwargs
@@ -570,6 +651,15 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         in_vocab = np.flatnonzero(ids >= 0)
         hvg = cell_ranger_hvg(adata, n_tokens, batch_key=batch_key, layer=layer, genes=in_vocab)
         chosen = in_vocab[hvg["highly_variable"].to_numpy()]
+        # dispersion (variance / mean) of a constant gene is 0 up to rounding
+        varying = hvg["dispersions"].to_numpy()[hvg["highly_variable"].to_numpy()] > 1e-6
+        if adata.n_obs < 2 or not varying.any():
+            raise ValueError(
+                f"No gene of the vocabulary varies across the {adata.n_obs} cell(s) of adata, so "
+                "no highly variable genes can be chosen as tokens (the release's gene choice). "
+                "load_pretrained needs cells whose expression differs: pass the whole dataset "
+                "(at least 2 cells), then embed any subset with get_latent_representation."
+            )
         if len(chosen) > n_tokens:
             # ties at the dispersion cut-off: the authors' code would draw n_tokens of these
             # genes anew for every cell; one fixed set (the most dispersed) keeps runs equal
@@ -611,7 +701,113 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         return model
 
     # -- persistence ------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, dir_path: str | PathLike, adata: ad.AnnData | None = None, **kwargs
+    ) -> CancerGPTModel:
+        """Load a model saved with :meth:`save`, through scvi-tools' ``load``.
+
+        Parameters
+        ----------
+        dir_path
+            The folder :meth:`save` wrote (``model.pt``, ``vocab.json``).
+        adata
+            AnnData to attach (set up like the training data); default: the one saved with the
+            model, if any.
+        **kwargs
+            Other arguments of scvi-tools' ``load`` (``accelerator``, ``device``, ``prefix``).
+
+        Raises
+        ------
+        FileNotFoundError
+            No folder, or a folder without ``model.pt`` (e.g. the authors' release folder,
+            which :meth:`load_pretrained` reads).
+        ValueError
+            ``model.pt`` is not a readable saved model (truncated, or another file).
+        """
+        path = Path(dir_path)
+        weights = path / f"{kwargs.get('prefix') or ''}model.pt"
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"No model folder at {path}; give the folder that model.save(...) wrote."
+            )
+        if not weights.is_file():
+            release = (path / "model.pth").is_file()
+            hint = (
+                " It looks like the authors' release folder (model.pth): read it with "
+                "CancerGPTModel.load_pretrained(folder, adata)."
+                if release
+                else f" It holds: {listing(sorted(p.name for p in path.iterdir()))}."
+            )
+            raise FileNotFoundError(
+                f"{path} holds no {weights.name}, so it is not a folder written by "
+                f"model.save(...).{hint}"
+            )
+        try:
+            return super().load(str(path), adata=adata, **kwargs)
+        except (pickle.UnpicklingError, EOFError) as err:
+            raise ValueError(
+                f"{weights} is not a readable saved model ({type(err).__name__}: {err}); it may "
+                "be truncated or another file. Save the model again with model.save(...)."
+            ) from err
+        except RuntimeError as err:
+            if "PytorchStreamReader" not in str(err) and "zip" not in str(err):
+                raise
+            raise ValueError(
+                f"{weights} is not a readable saved model ({err}); it may be truncated or "
+                "another file. Save the model again with model.save(...)."
+            ) from err
+
     def save(self, dir_path: str, overwrite: bool = False, save_anndata: bool = False, **kwargs):
         """Save the model (scvi-tools format) and its vocabulary (``vocab.json``) to a folder."""
         super().save(dir_path, overwrite=overwrite, save_anndata=save_anndata, **kwargs)
         self.vocab.to_json(Path(dir_path) / "vocab.json")
+
+
+def _cell_indices(indices: Sequence[int] | np.ndarray | None, n_obs: int) -> np.ndarray | None:
+    """Positions of the cells to embed: integer positions, or a boolean mask over the cells."""
+    if indices is None:
+        return None
+    arr = np.asarray(indices)
+    if arr.dtype == bool:
+        if arr.shape != (n_obs,):
+            raise ValueError(
+                f"A boolean mask as indices must have one entry per cell ({n_obs}), got shape "
+                f"{arr.shape}."
+            )
+        return np.flatnonzero(arr)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"indices must be integer positions or a boolean mask of the cells, got {arr.dtype} "
+            f"with shape {arr.shape}."
+        )
+    bad = arr[(arr < 0) | (arr >= n_obs)]
+    if len(bad):
+        raise IndexError(
+            f"indices {listing(bad.tolist())} are out of range for an AnnData of {n_obs} cells "
+            f"(positions 0 to {n_obs - 1})."
+        )
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_values(values: np.ndarray | torch.Tensor) -> None:
+    """Refuse negative or non-finite expression met while embedding (data changed after setup)."""
+    values = torch.as_tensor(values)
+    if values.numel() == 0:
+        return
+    if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+        raise ValueError(
+            "The expression holds negative or non-finite values (NaN or inf): CancerGPT bins "
+            "non-negative expression. Was the AnnData changed after setup_anndata? Restore raw "
+            "counts or normalised (not scaled) values, or run setup_anndata again to check them."
+        )
+
+
+def _validation_cells(n_cells: int, train_size: float | None, validation_size: float | None) -> int:
+    """Validation cells of scvi-tools' split rule (training: ``ceil(train_size * n)``)."""
+    train = int(np.ceil((0.9 if train_size is None else train_size) * n_cells))
+    if validation_size is None:
+        return max(n_cells - train, 0)
+    return int(np.floor(validation_size * n_cells))

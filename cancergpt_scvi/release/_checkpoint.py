@@ -115,8 +115,14 @@ def _read_args(path: Path) -> dict:
             f"{ARGS_FILE} and {VOCAB_FILE} as published by the CancerGPT authors. "
             f"{ARGS_FILE} fixes the architecture, so it cannot be guessed."
         )
-    with path.open() as fh:
-        args = json.load(fh)
+    try:
+        with path.open() as fh:
+            args = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ReleaseCheckpointError(
+            f"{path} is not valid JSON ({err}); it must be the release's {ARGS_FILE}, a JSON "
+            "object of the architecture (nlayers, nheads, embsize, d_hid, ...)."
+        ) from err
     if not isinstance(args, dict):
         raise ReleaseCheckpointError(f"{path} must hold a JSON object, got {type(args).__name__}.")
     missing = [k for k in ARCHITECTURE_ARGS if k not in args]

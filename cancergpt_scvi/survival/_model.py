@@ -774,6 +774,8 @@ class SurvivalModel(BaseModelClass):
         ``(n,)`` float array of log hazard ratios relative to the training mean profile.
         """
         self._check_if_trained(warn=False)
+        if adata is not None and adata.n_obs == 0:
+            raise ValueError("adata has no samples (n_obs == 0); pass the samples to score.")
         adata = self._validate_anndata(self._prediction_adata(adata))
         if indices is None:
             indices = np.arange(adata.n_obs)
