@@ -21,7 +21,7 @@ napoleon_numpy_docstring = True
 napoleon_use_rtype = True
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "generated/*.inherited*"]
+exclude_patterns = ["_build", "generated/*.inherited*", "_static/**"]
 html_theme = "furo"
 html_title = "cancergpt-scvi"
 # Docstrings inherited from scvi-tools and torch use their own cross-reference roles.
