@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup demo test lint docs notebooks clean
+.PHONY: setup demo test lint docs notebooks benchmarks-smoke clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,19 @@ docs: $(STAMP)
 
 notebooks: $(STAMP)
 	$(BIN)/python notebooks/run_notebooks.py notebooks
+
+# Every script in benchmarks/ at its smallest setting (--smoke), one after another, timed; the
+# first failure stops the target. survival.py also runs its real-cohort path (breast_cancer).
+BENCHMARK_SMOKE_RUNS := $(addsuffix :--smoke,$(sort $(wildcard benchmarks/*.py))) \
+	benchmarks/survival.py:--smoke:--data:breast_cancer
+
+benchmarks-smoke: $(STAMP)
+	@set -e; for run in $(BENCHMARK_SMOKE_RUNS); do \
+		cmd="$(BIN)/python $$(echo $$run | tr : ' ')"; \
+		echo "== $$cmd"; start=$$(date +%s); \
+		$$cmd; \
+		echo "== $$cmd: $$(( $$(date +%s) - start )) s"; \
+	done
 
 clean:
 	rm -rf docs/_build docs/generated demo_output .pytest_cache .ruff_cache

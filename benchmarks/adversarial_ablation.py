@@ -17,11 +17,17 @@ module options they set; run this script at the commit the docs name to repeat t
     python benchmarks/adversarial_ablation.py [--n-cells 1500] [--max-epochs 120]
         [--covariates technology] [--mvc-start 0.25 --mvc-ramp 0.25]
         [--decoders plain] [--out DIR]
+    python benchmarks/adversarial_ablation.py --smoke   # smallest setting (CI): seconds
+
+``--smoke`` runs every step at the smallest size: 300 cells of 200 genes, 1 epoch, weights 0 and
+0.02, the CSV and figure written to a temporary folder unless ``--out`` is given; options given
+with it still apply.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +47,9 @@ from sklearn.preprocessing import StandardScaler
 
 from cancergpt_scvi import CancerGPTModel
 from cancergpt_scvi.datasets import simulate_malignant_atlas
+
+#: Defaults of ``--smoke``: the smallest setting, for CI.
+SMOKE = {"n_cells": 300, "n_genes": 200, "max_epochs": 1, "weights": [0.0, 0.02]}
 
 
 def score_embedding(z: np.ndarray, obs: pd.DataFrame, seed: int = 0) -> dict[str, float]:
@@ -105,7 +114,14 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        if args.out is None:  # removed at exit
+            scratch = tempfile.TemporaryDirectory(prefix="adversarial_ablation_smoke_")
+            args.out = Path(scratch.name)
 
     adata = simulate_malignant_atlas(n_cells=args.n_cells, n_genes=args.n_genes, seed=args.seed)
     majority = adata.obs["technology"].value_counts(normalize=True).max()

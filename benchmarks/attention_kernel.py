@@ -5,6 +5,10 @@ times them alone (release shape: 8 heads of 32 dimensions) next to a plain matri
 to show how close the fused kernel gets to the machine's limit.
 
     python benchmarks/attention_kernel.py [--cells 4] [--tokens 1200]
+    python benchmarks/attention_kernel.py --smoke   # smallest setting (CI): seconds
+
+``--smoke`` times 1 cell of 128 tokens, 1 repeat, and a 256^3 matrix multiply; options given
+with it still apply.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+#: Defaults of ``--smoke``: the smallest setting, for CI.
+SMOKE = {"cells": 1, "tokens": 128, "repeats": 1, "matmul_size": 256}
 
 
 def seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -34,21 +41,27 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--matmul-size", type=int, default=2048, help="side of the matmul")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
 
     torch.manual_seed(0)
     shape = (args.cells, args.heads, args.tokens, args.head_dim)
     q, k, v = (torch.randn(shape) for _ in range(3))
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    n = args.matmul_size
+    a, b = torch.randn(n, n), torch.randn(n, n)
     flop = 4 * args.cells * args.heads * args.tokens**2 * args.head_dim
     with torch.inference_mode():
         fused = seconds(lambda: F.scaled_dot_product_attention(q, k, v), args.repeats)
         with sdpa_kernel(SDPBackend.MATH):
             math = seconds(lambda: F.scaled_dot_product_attention(q, k, v), args.repeats)
         matmul = seconds(lambda: a @ b, args.repeats)
-    matmul_gflops = 2 * 2048**3 / matmul / 1e9
+    matmul_gflops = 2 * n**3 / matmul / 1e9
     print(f"threads={torch.get_num_threads()} shape={shape} attention GFLOP={flop / 1e9:.2f}")
-    print(f"plain matmul (2048^3): {matmul_gflops:.1f} GFLOP/s")
+    print(f"plain matmul ({n}^3): {matmul_gflops:.1f} GFLOP/s")
     for name, t in (("fused SDPA", fused), ("math path", math)):
         gflops = flop / t / 1e9
         print(

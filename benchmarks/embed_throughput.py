@@ -18,6 +18,11 @@ Usage::
 
     python benchmarks/embed_throughput.py              # ~5 min on 2 busy cores
     python benchmarks/embed_throughput.py --cells 16 --repeats 1   # quick look
+    python benchmarks/embed_throughput.py --smoke      # smallest setting (CI): seconds
+
+``--smoke`` runs every step at the smallest size: matrix multiplies up to 256^3, 2 cells (1 in
+bf16) of 200 genes (201 tokens) through the release-size checkpoint and the release preset,
+16 cells through ``cpu-small``, one repeat; options given with it still apply.
 """
 
 from __future__ import annotations
@@ -53,6 +58,17 @@ RELEASE_ARGS = {
     "n_layers_cls": 3,
 }
 RELEASE_VOCAB_SIZE = 28_725
+#: Defaults of ``--smoke``: the smallest setting, for CI.
+SMOKE = {
+    "cells": 2,
+    "bf16_cells": 1,
+    "small_cells": 16,
+    "batch_size": 2,
+    "repeats": 1,
+    "release_genes": 200,
+    "dense_genes": 200,
+    "matmul_max": 256,
+}
 
 
 def encoder_flops(n_tokens: int, embed_dim: int, ffn_dim: int, n_layers: int) -> float:
@@ -145,7 +161,18 @@ def main() -> None:
     parser.add_argument("--small-cells", type=int, default=512, help="cells for cpu-small")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--release-genes", type=int, default=3000, help="genes of the release-checkpoint cells"
+    )
+    parser.add_argument(
+        "--dense-genes", type=int, default=1500, help="genes of the release-preset cells"
+    )
+    parser.add_argument("--matmul-max", type=int, default=2048, help="largest matmul side")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
     logging.getLogger("scvi").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
@@ -158,7 +185,7 @@ def main() -> None:
     print(f"load average at start (1, 5, 15 min): {os.getloadavg()}")
     peak = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        peak[name], size = matmul_gflops(dtype)
+        peak[name], size = matmul_gflops(dtype, max_n=args.matmul_max)
         print(f"plain matmul ({size}^3 torch.mm) {name}: {peak[name]:.2f} GFLOP/s")
 
     rows = []
@@ -184,13 +211,13 @@ def main() -> None:
         folder = write_release_folder(Path(tmp) / "assets")
         # 3,000 vocabulary genes: 1,199 become tokens, so every cell has 1,200 tokens
         # 256 cells for a stable gene selection; the timings embed the first --cells of them
-        adata = count_cells(max(args.cells, args.bf16_cells, 256), 3000, mean=2.0)
+        adata = count_cells(max(args.cells, args.bf16_cells, 256), args.release_genes, mean=2.0)
         model = CancerGPTModel.load_pretrained(folder, adata, device="cpu")
         measure("load_pretrained (release checkpoint)", model, "fp32", args.cells, seed=0)
         measure("load_pretrained (release checkpoint)", model, "bf16", args.bf16_cells, seed=0)
 
     # the default (release) architecture as trained here: each cell's expressed genes
-    dense = count_cells(args.cells, 1500, mean=30.0, seed=1)
+    dense = count_cells(args.cells, args.dense_genes, mean=30.0, seed=1)
     CancerGPTModel.setup_anndata(dense)
     measure(
         "CancerGPTModel(preset='release')",

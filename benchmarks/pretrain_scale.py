@@ -20,6 +20,12 @@ Usage (from the repository root)::
     python benchmarks/pretrain_scale.py                       # 50,000 and 200,000 cells
     python benchmarks/pretrain_scale.py --sizes 20000 --steps 20   # quick look
     python benchmarks/pretrain_scale.py --sizes 200000 --preset release --batch-size 8 --steps 6
+    python benchmarks/pretrain_scale.py --smoke          # smallest setting (CI): seconds
+
+``--smoke`` runs every step at the smallest size: one corpus of 400 cells in 2 files of 200
+genes, written to a temporary folder (unless ``--data-dir`` is given), 4 training steps of 16
+cells (1 of warm-up), 32 cells embedded and a 256^3 matrix multiply; options given with it still
+apply.
 """
 
 from __future__ import annotations
@@ -35,6 +41,18 @@ import time
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve()
+#: Defaults of ``--smoke``: the smallest setting, for CI (``data_dir`` None: a temporary folder).
+SMOKE = {
+    "sizes": [400],
+    "files": 2,
+    "n_genes": 200,
+    "batch_size": 16,
+    "steps": 4,
+    "warmup": 1,
+    "embed_cells": 32,
+    "matmul_size": 256,
+    "data_dir": None,
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,8 +69,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "cancergpt_pretrain_scale"
     )
+    parser.add_argument("--matmul-size", type=int, default=2048, help="side of the matmul")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
+    return args
 
 
 # -- parent: write corpora, run one measuring process per size ---------------------------------
@@ -75,6 +99,9 @@ def main() -> None:
     if args.child is not None:
         print("RESULT " + json.dumps(measure(args)), flush=True)
         return
+    if args.data_dir is None:  # --smoke: a temporary corpus, removed at exit
+        scratch = tempfile.TemporaryDirectory(prefix="pretrain_scale_smoke_")
+        args.data_dir = Path(scratch.name)
     rows = []
     for size in args.sizes:
         folder = args.data_dir / f"{size}_{args.files}files_{args.n_genes}genes"
@@ -110,7 +137,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         f"\npreset={args.preset} batch={args.batch_size} steps={args.steps} "
         f"(timed {args.steps - args.warmup}) threads={args.threads}"
     )
-    print(table[list(shown)].rename(columns=shown).round(3).to_markdown())
+    print(markdown_table(table[list(shown)].rename(columns=shown).round(3)))
     rss = table["peak_rss_gib"]
     print(
         f"\npeak RSS max {rss.max():.2f} GiB (target < 3 GiB); spread across sizes "
@@ -118,6 +145,19 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     )
     ratio = table["train_over_embed"]
     print(f"training / embedding GFLOP/s: {', '.join(f'{r:.2f}' for r in ratio)} (target >= 0.5)")
+
+
+def markdown_table(table) -> str:
+    """A data frame as a markdown table, its index the first column (no ``tabulate`` needed)."""
+    header = [str(table.index.name or ""), *map(str, table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, row in table.iterrows():
+        lines.append(
+            "| "
+            + " | ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in (index, *row))
+            + " |"
+        )
+    return "\n".join(lines)
 
 
 # -- child: one measurement -------------------------------------------------------------------
@@ -192,7 +232,7 @@ def measure(args: argparse.Namespace) -> dict:
         module.embed(x)
     embed_per_cell = counter.get_total_flops() / x.shape[0]
 
-    n = 2048
+    n = args.matmul_size
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     mm = min(_timed(lambda: a @ b) for _ in range(5))

@@ -22,11 +22,17 @@ Five measurements on the simulated atlas of ``adversarial_ablation.py`` (1,500 c
 Run from the repository root (about 6 minutes on a 2-core CPU; run it alone)::
 
     python benchmarks/pretraining_diagnostics.py --out docs/_static/diagnostics
+    python benchmarks/pretraining_diagnostics.py --smoke   # smallest setting (CI): seconds
+
+``--smoke`` runs every measurement at the smallest size: 300 cells of 200 genes, 5 training
+steps, the CSVs and figure written to a temporary folder unless ``--out`` is given; options
+given with it still apply.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -47,6 +53,9 @@ from cancergpt_scvi import CancerGPTModel
 from cancergpt_scvi.data import bin_expression
 from cancergpt_scvi.datasets import simulate_malignant_atlas
 from cancergpt_scvi.nn import ContinuousValueEncoder
+
+#: Defaults of ``--smoke``: the smallest setting, for CI.
+SMOKE = {"n_cells": 300, "n_genes": 200, "steps": 5}
 
 
 def dense(adata) -> torch.Tensor:
@@ -241,7 +250,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        if args.out is None:  # removed at exit
+            scratch = tempfile.TemporaryDirectory(prefix="pretraining_diagnostics_smoke_")
+            args.out = Path(scratch.name)
 
     adata = simulate_malignant_atlas(n_cells=args.n_cells, n_genes=args.n_genes, seed=args.seed)
     CancerGPTModel.setup_anndata(

@@ -33,11 +33,21 @@ Run from the repository root::
 
     python benchmarks/survival.py --out docs/_static/survival
     python benchmarks/survival.py --data breast_cancer --out docs/_static/survival
+    python benchmarks/survival.py --smoke                       # smallest setting (CI)
+    python benchmarks/survival.py --smoke --data breast_cancer
+
+``--smoke`` runs the chosen ``--data`` path at the smallest size, writing to a temporary folder
+unless ``--out`` is given: simulated, an atlas of 300 cells of 200 genes, 1 pretraining epoch,
+a cohort of 80 patients, 2 folds; breast_cancer, one seed of 2 outer folds and a 5-penalty path
+in the inner cross-validations. Options given with it still apply. ``--n-folds`` (default 5)
+sets the outer folds of either path, ``--n-alphas`` (default 50) the penalty path of the
+breast_cancer tunings.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -72,6 +82,17 @@ from cancergpt_scvi.survival import (
 #: Clinical covariates of ``sksurv.datasets.load_breast_cancer``.
 BREAST_CONTINUOUS = ["age", "size"]
 BREAST_CATEGORICAL = ["er", "grade"]
+#: Defaults of ``--smoke``: the smallest setting, for CI (``out`` None: a temporary folder).
+SMOKE = {
+    "seeds": [0],
+    "atlas_cells": 300,
+    "n_genes": 200,
+    "epochs": 1,
+    "n_patients": 80,
+    "n_folds": 2,
+    "n_alphas": 5,
+    "out": None,
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -97,11 +118,25 @@ def parse_args() -> argparse.Namespace:
         help="pretraining tokens: the atlas' most variable genes, or each cell's expressed genes",
     )
     parser.add_argument("--n-patients", type=int, default=400)
-    parser.add_argument("--n-folds", type=int, default=5)
+    parser.add_argument("--n-folds", type=int, default=5, help="outer folds")
+    parser.add_argument(
+        "--n-alphas",
+        type=int,
+        default=50,
+        help="length of the penalty path of the inner CV (breast_cancer; SurvivalModel's default)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("survival_benchmark"))
-    return parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
+    args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        if args.out is None:  # removed at exit (the object is kept with the arguments)
+            args.scratch = tempfile.TemporaryDirectory(prefix="survival_smoke_")
+            args.out = Path(args.scratch.name)
+    return args
 
 
 def pretrained_model(args: argparse.Namespace) -> CancerGPTModel:
@@ -240,14 +275,14 @@ def _fit_lifelines(design: pd.DataFrame, d, e, rows, penalizer: float, initial=N
     return fitter
 
 
-def lifelines_tuned(design: pd.DataFrame, d, e, train, test, inner_seed: int):
+def lifelines_tuned(design: pd.DataFrame, d, e, train, test, inner_seed: int, n_alphas=50):
     """lifelines' ridge Cox, penalizer tuned by the inner CV that SurvivalModel uses."""
     from lifelines.exceptions import ConvergenceError
 
     x = design.iloc[train]
     x = x.loc[:, x.std() > 0]  # a category absent from this training fold
     dt, et = d[train], e[train]
-    grid = cox_penalty_grid(x.to_numpy(), dt, et)  # SurvivalModel's defaults: 50, 1e-4
+    grid = cox_penalty_grid(x.to_numpy(), dt, et, n_alphas=n_alphas)  # SurvivalModel's: 50, 1e-4
     folds = survival_folds(et, n_folds=5, seed=inner_seed)
 
     def fit_path(rows: np.ndarray, alphas: np.ndarray) -> np.ndarray:
@@ -295,9 +330,11 @@ def breast_cancer_benchmark(args: argparse.Namespace) -> None:
         start = time.time()
         for seed in args.seeds:
             # the outer folds and inner seeds of cross_validate_survival
-            for k, (tr, te) in enumerate(survival_folds(e, n_folds=5, seed=seed)):
+            for k, (tr, te) in enumerate(survival_folds(e, n_folds=args.n_folds, seed=seed)):
                 if key == "tuned":
-                    alpha, risk = lifelines_tuned(with_genes, d, e, tr, te, seed * 1000 + k)
+                    alpha, risk = lifelines_tuned(
+                        with_genes, d, e, tr, te, seed * 1000 + k, n_alphas=args.n_alphas
+                    )
                 else:
                     alpha = 0.0
                     x = clinical.loc[:, clinical.iloc[tr].std() > 0]  # a category absent
@@ -312,9 +349,11 @@ def breast_cancer_benchmark(args: argparse.Namespace) -> None:
         start = time.time()
         for seed in args.seeds:
             SurvivalModel.setup_anndata(adata, "time", "event", **setup_kwargs)
-            model = SurvivalModel(adata, **model_kwargs)
-            table = cross_validate_survival(model, n_folds=5, seed=seed, progress_bar=False)
-            for k in range(5):
+            model = SurvivalModel(adata, n_alphas=args.n_alphas, **model_kwargs)
+            table = cross_validate_survival(
+                model, n_folds=args.n_folds, seed=seed, progress_bar=False
+            )
+            for k in range(args.n_folds):
                 fold = table.loc[f"fold {k}"]
                 rows.append(
                     {
@@ -351,8 +390,8 @@ def breast_cancer_benchmark(args: argparse.Namespace) -> None:
     n_folds = len(diff)
     print(
         f"\nload_breast_cancer: {adata.n_obs} patients, {int(e.sum())} events, {adata.n_vars} "
-        f"genes + {', '.join(BREAST_CONTINUOUS + BREAST_CATEGORICAL)}; 5 folds x seeds "
-        f"{args.seeds} ({n_folds} held-out folds)\n"
+        f"genes + {', '.join(BREAST_CONTINUOUS + BREAST_CATEGORICAL)}; {args.n_folds} folds x "
+        f"seeds {args.seeds} ({n_folds} held-out folds)\n"
     )
     print(summary.to_string(float_format=lambda v: f"{v:.3g}"))
     gap = diff.mean()
@@ -364,7 +403,7 @@ def breast_cancer_benchmark(args: argparse.Namespace) -> None:
 
     SurvivalModel.setup_anndata(adata, "time", "event", **setup)
     start = time.time()
-    final = SurvivalModel(adata)
+    final = SurvivalModel(adata, n_alphas=args.n_alphas)
     final.train(enable_progress_bar=False, enable_model_summary=False)
     print(
         f"one default SurvivalModel on all {adata.n_obs} patients (inner CV + final fit): "
