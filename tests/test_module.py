@@ -195,3 +195,24 @@ def test_decoders_are_told_the_domain_and_the_embedding_is_not():
         torch.arange(3, 43), 43, n_domains={"technology": 2}, condition_decoders=False, **TINY
     )
     assert len(plain.decoder_domains) == 0
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_cls_only_last_layer_equals_the_full_encoder(padded):
+    """The readout's saving (position 0 only in the last layer) changes no value."""
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(32, n_layers=3, n_heads=4, ffn_dim=48, dropout=0.1).eval()
+    for layer in encoder.layers:  # LayerNorms off 1 / 0 so that they matter
+        torch.nn.init.normal_(layer.norm1.weight, 1.0, 0.3)
+        torch.nn.init.normal_(layer.norm2.bias, 0.0, 0.3)
+    x = torch.randn(5, 20, 32)
+    mask = torch.zeros(5, 20, dtype=torch.bool)
+    if padded:
+        mask[1, 12:] = True
+        mask[3, 5:] = True
+    with torch.no_grad():
+        full = encoder(x, mask)
+        first = encoder(x, mask, first_only=True)
+    assert first.shape == (5, 1, 32)
+    torch.testing.assert_close(first, full[:, :1], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(full[:, :1], full[:, 1:2])  # position 0 is not the others

@@ -156,11 +156,17 @@ class CancerGPTModule(BaseModuleClass):
             generator=generator,
         )
 
-    def encode(self, tokens: TokenBatch, values: torch.Tensor | None = None) -> torch.Tensor:
-        """Transformer output ``(B, L, E)`` for token ids and (possibly masked) values."""
+    def encode(
+        self, tokens: TokenBatch, values: torch.Tensor | None = None, cls_only: bool = False
+    ) -> torch.Tensor:
+        """Transformer output ``(B, L, E)`` for token ids and (possibly masked) values.
+
+        ``cls_only``: the output of the ``<cls>`` position only, ``(B, 1, E)``, the same values
+        for less work (see :class:`~cancergpt_scvi.nn.TransformerEncoder`).
+        """
         values = tokens.values if values is None else values
         h = self.gene_encoder(tokens.gene_ids) + self.value_encoder(values)
-        return self.encoder(h, tokens.padding_mask)
+        return self.encoder(h, tokens.padding_mask, first_only=cls_only)
 
     @torch.inference_mode()
     def embed(
@@ -176,7 +182,7 @@ class CancerGPTModule(BaseModuleClass):
         the mode's rule (``eval_binning`` in eval mode).
         """
         tokens = self.tokenize(x, gene_ids, binning=binning, generator=generator)
-        return F.normalize(self.encode(tokens)[:, 0].float(), dim=-1)
+        return F.normalize(self.encode(tokens, cls_only=True)[:, 0].float(), dim=-1)
 
     # -- scvi-tools module contract ---------------------------------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:

@@ -29,7 +29,19 @@ class SelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        n_queries: int | None = None,
+    ) -> torch.Tensor:
+        """Attention output of every position, or of the first ``n_queries`` positions only.
+
+        With ``n_queries``, keys and values still come from every position, so the output of
+        those positions equals the full computation's.
+        """
+        if n_queries is not None:
+            return self._first_queries(x, padding_mask, n_queries)
         batch, length, dim = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         qkv = qkv.view(batch, length, 3, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
@@ -43,6 +55,26 @@ class SelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
+
+    def _first_queries(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None, n_queries: int
+    ) -> torch.Tensor:
+        batch, length, dim = x.shape
+        head = dim // self.n_heads
+        w_q, w_kv = self.in_proj_weight[:dim], self.in_proj_weight[dim:]
+        b_q, b_kv = self.in_proj_bias[:dim], self.in_proj_bias[dim:]
+        q = F.linear(x[:, :n_queries], w_q, b_q).view(batch, n_queries, self.n_heads, head)
+        kv = F.linear(x, w_kv, b_kv).view(batch, length, 2, self.n_heads, head)
+        kv = kv.permute(2, 0, 3, 1, 4)
+        attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            kv[0],
+            kv[1],
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(batch, n_queries, dim))
 
 
 class TransformerLayer(nn.Module):
@@ -70,8 +102,17 @@ class TransformerLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.norm1(x + self.dropout1(self.self_attn(x, padding_mask)))
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        n_queries: int | None = None,
+    ) -> torch.Tensor:
+        """The layer's output at every position, or at the first ``n_queries`` positions."""
+        attended = self.self_attn(x, padding_mask, n_queries)
+        if n_queries is not None:
+            x = x[:, :n_queries]
+        x = self.norm1(x + self.dropout1(attended))
         ffn = self.linear2(self.dropout(F.relu(self.linear1(x))))
         return self.norm2(x + self.dropout2(ffn))
 
@@ -94,10 +135,19 @@ class TransformerEncoder(nn.Module):
             for _ in range(n_layers)
         )
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, first_only: bool = False
+    ) -> torch.Tensor:
+        """Encoder output ``(B, L, E)``; with ``first_only``, that of position 0, ``(B, 1, E)``.
+
+        ``first_only`` is exact: the last layer computes keys and values of every position but
+        the query, attention, feed-forward and norms of position 0 only (the ``<cls>`` readout
+        needs nothing else), about a sixth of the work of a 6-layer encoder.
+        """
         # a mask with no padding at all is dropped: unmasked attention takes the fastest kernel
         if padding_mask is not None and not bool(padding_mask.any()):
             padding_mask = None
-        for layer in self.layers:
-            x = layer(x, padding_mask)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, padding_mask, 1 if first_only and i == last else None)
         return x
