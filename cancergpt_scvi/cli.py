@@ -6,6 +6,31 @@ import argparse
 import logging
 import sys
 
+# Errors that mean "this input is refused": exit 2 with the message, never a traceback.
+_REFUSALS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    KeyError,
+    ValueError,
+    TypeError,
+)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (argparse turns the error into exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return value
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -27,8 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--model", required=True, help="Folder written by CancerGPTModel.save.")
     embed.add_argument("--out", required=True, help="Output .h5ad file.")
     embed.add_argument("--key", default="X_cancergpt", help="obsm key of the embedding.")
-    embed.add_argument("--batch-size", type=int, default=64)
-    embed.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
+    embed.add_argument(
+        "--layer",
+        default=None,
+        help="Layer of the input holding the expression, or X for adata.X (default: where the "
+        "model's training data held it).",
+    )
+    embed.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="Cells per forward pass."
+    )
+    embed.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an existing output file and an existing obsm key of the input.",
+    )
     return parser
 
 
@@ -43,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns
     -------
-    The exit status: 0 on success, 2 when the input is refused (the message goes to stderr).
+    The exit status: 0 on success, 2 when the input is refused (a one-line message goes to
+    stderr). Malformed arguments exit with status 2 through argparse (:class:`SystemExit`).
     """
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -61,10 +99,21 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in paths.items():
                 print(f"{name}: {path}")
         else:
-            embed_file(args.input, args.model, args.out, args.key, args.batch_size, args.overwrite)
+            embed_file(
+                args.input,
+                args.model,
+                args.out,
+                args.key,
+                args.batch_size,
+                args.overwrite,
+                args.layer,
+            )
             print(f"wrote {args.out}")
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except _REFUSALS as err:
+        # str(KeyError) quotes its message; the CLI prints it as it reads
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        message = " ".join(str(message).split())  # one line
+        print(f"cancergpt-scvi {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

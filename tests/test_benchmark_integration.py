@@ -151,3 +151,65 @@ def test_plot_umaps_refuses_unknown_keys(adata):
         plot_umaps(adata, {"Noise": "X_missing"}, "cell_state")
     with pytest.raises(KeyError, match="state"):
         plot_umaps(adata, "X_noise", ["batch", "state"])
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda n, rng: np.ones((n, DIM)), r"obsm\['X_bad'\] \(Bad\) is constant"),
+        (
+            lambda n, rng: 1 + 1e-9 * rng.normal(size=(n, DIM)),
+            r"obsm\['X_bad'\] \(Bad\) has near-zero variance",
+        ),
+        (
+            lambda n, rng: rng.normal(size=(40, DIM))[np.arange(n) % 40],
+            r"obsm\['X_bad'\] \(Bad\) has only 40 distinct cells",
+        ),
+        (
+            lambda n, rng: np.where(np.arange(n)[:, None] == 7, np.inf, rng.normal(size=(n, DIM))),
+            r"obsm\['X_bad'\] \(Bad\) contains NaN or infinite values \(1 of",
+        ),
+    ],
+    ids=["constant", "near-zero-variance", "few-distinct-cells", "infinite"],
+)
+def test_degenerate_embeddings_are_refused(adata, make, message):
+    # a constant embedding used to score a batch silhouette of 1 and a Total close to PCA's
+    data = adata.copy()
+    data.obsm["X_bad"] = make(data.n_obs, np.random.default_rng(1))
+    with pytest.raises(ValueError, match=message):
+        benchmark_integration(data, "batch", "cell_state", {"Bad": "X_bad"}, progress_bar=False)
+
+
+def test_uncomputed_metric_stays_nan_and_is_reported(adata, monkeypatch):
+    import scib_metrics
+
+    noise = adata.obsm["X_noise"].astype(np.float32)
+    pcr = scib_metrics.pcr_comparison
+
+    def pcr_nan_for_noise(X_pre, X_post, *args, **kwargs):
+        # as scib-metrics returns for an embedding without variance along the batches
+        if X_post.shape == noise.shape and np.allclose(X_post, noise, atol=1e-5):
+            return np.nan
+        return pcr(X_pre, X_post, *args, **kwargs)
+
+    monkeypatch.setattr(scib_metrics, "pcr_comparison", pcr_nan_for_noise)
+    with pytest.warns(UserWarning, match=r"for 'Noise' are NaN.*PCR comparison") as record:
+        df = benchmark_integration(
+            adata,
+            "batch",
+            "cell_state",
+            {"Noise": "X_noise"},
+            baselines=("pca",),
+            n_top_genes=200,
+            n_comps=DIM,
+            progress_bar=False,
+        )
+    ours = [str(w.message) for w in record if "could not be computed" in str(w.message)]
+    assert len(ours) == 1 and "mean of the other 4 batch correction metrics" in ours[0]
+    wide = df.pivot(index="method", columns="metric", values="value")
+    assert np.isnan(wide.loc["Noise", "PCR comparison"])  # kept, not dropped
+    assert np.isfinite(wide.loc["PCA"]).all()
+    others = wide.loc["Noise", sorted(BATCH_METRICS - {"PCR comparison"})]
+    np.testing.assert_allclose(wide.loc["Noise", "Batch correction"], others.mean(), rtol=1e-6)
+    total = 0.6 * wide["Bio conservation"] + 0.4 * wide["Batch correction"]
+    np.testing.assert_allclose(wide["Total"], total, rtol=1e-6)

@@ -1,7 +1,17 @@
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
 import anndata as ad
 import numpy as np
+import pytest
 
 from cancergpt_scvi.cli import main
+from cancergpt_scvi.workflow import embed_file
+from tests.conftest import TINY
 
 
 def test_embed_command_writes_the_embedding_and_never_clobbers(trained_model, tmp_path, capsys):
@@ -41,3 +51,191 @@ def test_demo_command_writes_its_outputs(tmp_path, capsys):
     assert (out / "model" / "model.pt").is_file()
     embedded = ad.read_h5ad(out / "atlas_embedded.h5ad")
     assert {"X_cancergpt", "X_umap"} <= set(embedded.obsm)
+
+
+@pytest.fixture(scope="module")
+def saved(trained_model, tmp_path_factory):
+    """A saved model folder and an input file of 40 of its cells."""
+    folder = tmp_path_factory.mktemp("cli")
+    trained_model.save(folder / "model", overwrite=True)
+    trained_model.adata[:40].copy().write_h5ad(folder / "in.h5ad")
+    return folder
+
+
+def _embed(saved, out, *extra):
+    return main(
+        [
+            "embed",
+            str(saved / "in.h5ad"),
+            "--model",
+            str(saved / "model"),
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+
+
+def _refusal(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith("cancergpt-scvi embed: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_embed_refuses_a_folder_as_output(saved, tmp_path, capsys):
+    folder = tmp_path / "outdir"
+    folder.mkdir()
+    # used to end in an IsADirectoryError traceback and leave a complete outdir.partial
+    assert _embed(saved, folder, "--overwrite") == 2
+    err = _refusal(capsys)
+    assert f"{folder} is a folder" in err and "embedded.h5ad" in err
+    assert list(tmp_path.iterdir()) == [folder] and not list(folder.iterdir())
+    assert _embed(saved, tmp_path / "missing" / "out.h5ad") == 2
+    assert "does not exist; create it first" in _refusal(capsys)
+
+
+def test_embed_refuses_non_h5ad_input_and_garbage_model(saved, tmp_path, capsys):
+    text = tmp_path / "cells.h5ad"
+    text.write_text("gene,cell\nEGFR,1\n")
+    code = main(
+        ["embed", str(text), "--model", str(saved / "model"), "--out", str(tmp_path / "o.h5ad")]
+    )
+    assert code == 2
+    err = _refusal(capsys)
+    assert f"{text} is not a readable .h5ad file" in err and "write_h5ad" in err
+
+    bad = tmp_path / "bad_model"
+    shutil.copytree(saved / "model", bad)
+    (bad / "model.pt").write_bytes(b"\x80\x04garbage, not a saved model" * 10)
+    code = main(
+        ["embed", str(saved / "in.h5ad"), "--model", str(bad), "--out", str(tmp_path / "o.h5ad")]
+    )
+    assert code == 2
+    err = _refusal(capsys)
+    assert str(bad / "model.pt") in err and "CancerGPTModel.save" in err
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_embed_refuses_a_non_positive_batch_size(saved, tmp_path, capsys):
+    for size in ("0", "-3", "ten"):
+        with pytest.raises(SystemExit) as exit_:
+            _embed(saved, tmp_path / "out.h5ad", "--batch-size", size)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --batch-size" in err and "positive" in err and "Traceback" not in err
+    assert not (tmp_path / "out.h5ad").exists()
+    with pytest.raises(ValueError, match="batch_size must be a positive"):
+        embed_file(saved / "in.h5ad", saved / "model", tmp_path / "out.h5ad", batch_size=0)
+
+
+def test_embed_refuses_to_replace_an_obsm_key_without_overwrite(saved, tmp_path, capsys):
+    cells = ad.read_h5ad(saved / "in.h5ad")
+    cells.obsm["X_cancergpt"] = np.zeros((cells.n_obs, 3), dtype=np.float32)
+    cells.write_h5ad(tmp_path / "in.h5ad")
+    args = ["embed", str(tmp_path / "in.h5ad"), "--model", str(saved / "model")]
+    assert main([*args, "--out", str(tmp_path / "out.h5ad")]) == 2
+    err = _refusal(capsys)
+    assert "already has obsm['X_cancergpt']" in err and "--key" in err and "--overwrite" in err
+    assert not (tmp_path / "out.h5ad").exists()
+    assert main([*args, "--out", str(tmp_path / "new.h5ad"), "--key", "X_new"]) == 0
+    new = ad.read_h5ad(tmp_path / "new.h5ad")
+    assert not new.obsm["X_cancergpt"].any()  # the input's own key is kept
+    assert main([*args, "--out", str(tmp_path / "out.h5ad"), "--overwrite"]) == 0
+    replaced = ad.read_h5ad(tmp_path / "out.h5ad").obsm["X_cancergpt"]
+    np.testing.assert_allclose(replaced, new.obsm["X_new"], atol=1e-6)
+
+
+def test_embed_reads_the_expression_from_the_layer_option(saved, trained_model, tmp_path, capsys):
+    cells = ad.read_h5ad(saved / "in.h5ad")
+    cells.layers["counts"] = cells.X.copy()
+    cells.X = cells.X * 0  # the model (set up on X) would see no expression here
+    cells.write_h5ad(tmp_path / "in.h5ad")
+    args = ["embed", str(tmp_path / "in.h5ad"), "--model", str(saved / "model")]
+    assert main([*args, "--out", str(tmp_path / "out.h5ad"), "--layer", "counts"]) == 0
+    expected = trained_model.get_latent_representation(indices=np.arange(40), progress_bar=False)
+    written = ad.read_h5ad(tmp_path / "out.h5ad")
+    np.testing.assert_allclose(written.obsm["X_cancergpt"], expected, atol=1e-6)
+    assert "counts" in written.layers and not written.X.sum()  # the input is kept as it was
+
+    assert main([*args, "--out", str(tmp_path / "o2.h5ad"), "--layer", "raw"]) == 2
+    err = _refusal(capsys)
+    assert "no layer 'raw'" in err and "(--layer)" in err and "layer=None" not in err
+
+
+def test_embed_of_a_model_set_up_on_a_layer_says_the_cli_option(atlas, tmp_path, capsys):
+    from cancergpt_scvi import CancerGPTModel
+
+    adata = atlas[:100].copy()
+    adata.layers["counts"] = adata.X.copy()
+    CancerGPTModel.setup_anndata(adata, layer="counts")
+    CancerGPTModel(adata, **TINY).save(tmp_path / "model")  # untrained weights suffice here
+    adata[:20].copy().write_h5ad(tmp_path / "with_layer.h5ad")
+    plain = adata[:20].copy()
+    del plain.layers["counts"]
+    plain.write_h5ad(tmp_path / "plain.h5ad")
+
+    args = ["--model", str(tmp_path / "model")]
+    assert (
+        main(["embed", str(tmp_path / "plain.h5ad"), *args, "--out", str(tmp_path / "o.h5ad")]) == 2
+    )
+    err = _refusal(capsys)
+    assert "no layer 'counts'" in err and "trained on layers['counts']" in err
+    assert "(--layer)" in err and "layer=None" not in err
+    # --layer X reads adata.X, the same counts here
+    for name in ("plain", "with_layer"):
+        out = tmp_path / f"{name}_out.h5ad"
+        extra = ["--layer", "X"] if name == "plain" else []
+        assert (
+            main(["embed", str(tmp_path / f"{name}.h5ad"), *args, "--out", str(out), *extra]) == 0
+        )
+    np.testing.assert_allclose(
+        ad.read_h5ad(tmp_path / "plain_out.h5ad").obsm["X_cancergpt"],
+        ad.read_h5ad(tmp_path / "with_layer_out.h5ad").obsm["X_cancergpt"],
+        atol=1e-6,
+    )
+
+
+def test_embed_killed_while_writing_leaves_nothing_a_later_run_keeps(saved, tmp_path, capsys):
+    out = tmp_path / "out.h5ad"
+    # a run killed with SIGKILL halfway through writing its output
+    killed = textwrap.dedent(
+        f"""
+        import os, signal, anndata
+        from cancergpt_scvi.cli import main
+
+        def write_and_die(self, path, **kwargs):
+            open(path, "wb").write(b"half an h5ad")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        anndata.AnnData.write_h5ad = write_and_die
+        main(["embed", {str(saved / "in.h5ad")!r}, "--model", {str(saved / "model")!r},
+              "--out", {str(out)!r}])
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", killed], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    stranded = [p.name for p in tmp_path.iterdir()]
+    assert not out.exists() and len(stranded) == 1 and stranded[0].startswith(".out.h5ad.")
+    # files of a live writer and files that are not temporaries of ours are left alone
+    live = tmp_path / f".out.h5ad.{os.getpid()}-0123abcd.partial"
+    live.write_bytes(b"being written")
+    other = tmp_path / ".out.h5ad.notes.partial"
+    other.write_bytes(b"the user's")
+
+    assert _embed(saved, out) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, live.name, other.name])
+    assert ad.read_h5ad(out).obsm["X_cancergpt"].shape == (40, TINY["embed_dim"])
+
+
+def test_embed_failure_while_writing_leaves_no_file(saved, tmp_path, monkeypatch):
+    out = tmp_path / "out.h5ad"
+
+    def write_and_fail(self, path, **kwargs):
+        open(path, "wb").write(b"half an h5ad")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", write_and_fail)
+    with pytest.raises(OSError, match="No space left"):
+        embed_file(saved / "in.h5ad", saved / "model", out)
+    assert not list(tmp_path.iterdir())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -35,6 +36,10 @@ BASELINE_OBSM_KEYS: dict[str, str] = {
 # scib-metrics' Benchmarker uses 15, 50 and 90 nearest neighbours.
 _MAX_NEIGHBORS = 90
 
+# Largest per-dimension standard deviation, relative to the largest |value|, below which an
+# embedding counts as constant: float32 distances cannot resolve such differences.
+_NEAR_ZERO_SPREAD = 1e-6
+
 
 def benchmark_integration(
     adata: ad.AnnData,
@@ -65,6 +70,12 @@ def benchmark_integration(
     iLISI, kBET, graph connectivity, PCR comparison (against the unintegrated PCA). The
     nearest neighbours of the kNN metrics are exact (scikit-learn). The aggregate scores are
     scIB's, unscaled: means per category and ``Total = 0.6 bio + 0.4 batch``.
+
+    Degenerate embeddings (constant, near-zero spread, non-finite values, or no more distinct
+    cells than the 90 neighbours the kNN metrics use) are refused rather than scored: their
+    scores would reflect ties, not integration. A metric that scib-metrics cannot compute
+    for a method stays NaN in the results and is reported with a warning; that method's
+    category mean is then taken over its other metrics of that category, as scib-metrics does.
 
     Parameters
     ----------
@@ -119,6 +130,19 @@ def benchmark_integration(
     ``value``; methods in the order given, baselines last. For a wide table:
     ``df.pivot(index="method", columns="metric", values="value")``.
 
+    Raises
+    ------
+    ValueError
+        An embedding (or a computed baseline) is degenerate, or an argument is invalid.
+    KeyError
+        An obsm key, ``obs`` column or layer does not exist.
+
+    Warns
+    -----
+    UserWarning
+        A metric could not be computed (NaN) for a method; the warning names both and says
+        how the method's aggregate scores were formed.
+
     Examples
     --------
     >>> adata.obsm["X_cancergpt"] = model.get_latent_representation(adata)
@@ -138,8 +162,10 @@ def benchmark_integration(
     baselines = list(dict.fromkeys(baselines))
     work = _unintegrated(adata, batch_key, label_key, layer, n_top_genes, n_comps, seed)
 
+    # PCR comparison regresses on it: a degenerate one would make every PCR score NaN
+    _check_embedding(work.obsm["X_pca"], "The unintegrated PCA (the PCR comparison reference)")
     for name, key in methods.items():
-        work.obsm[f"method:{name}"] = np.asarray(adata.obsm[key], dtype=np.float32)
+        work.obsm[f"method:{name}"] = _as_array(adata.obsm[key]).astype(np.float32)
     if "pca" in baselines:
         work.obsm["method:PCA"] = work.obsm["X_pca"]
     if "harmony" in baselines:
@@ -152,6 +178,9 @@ def benchmark_integration(
         )
     names = list(methods) + [INTEGRATION_BASELINES[b] for b in baselines]
     keys = [f"method:{n}" for n in names]
+    for b in baselines:
+        name = INTEGRATION_BASELINES[b]
+        _check_embedding(work.obsm[f"method:{name}"], f"The {name} baseline")
 
     if batch_silhouette == "silhouette":
         # BRAS with scIB's settings is scIB's batch silhouette (scib-metrics 0.5 dropped it).
@@ -180,6 +209,7 @@ def benchmark_integration(
     silhouette_name = "Silhouette batch" if batch_silhouette == "silhouette" else "BRAS"
     wide = bench.get_results(min_max_scale=False).rename(columns={"BRAS": silhouette_name})
     tidy = _tidy(wide, method_names)
+    _warn_uncomputed(tidy)
     if output_dir is not None:
         import matplotlib.pyplot as plt
 
@@ -243,15 +273,6 @@ def _check_inputs(
             f"Method names {clashes} are used by both an embedding and a baseline; rename the "
             "embedding or drop the baseline."
         )
-    for name, key in methods.items():
-        emb = adata.obsm[key]
-        if sparse.issparse(emb) or isinstance(emb, pd.DataFrame):
-            emb = np.asarray(emb.toarray() if sparse.issparse(emb) else emb)
-        emb = np.asarray(emb)
-        if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
-            raise ValueError(f"adata.obsm[{key!r}] ({name}) must be a numeric 2-D array.")
-        if not np.isfinite(emb).all():
-            raise ValueError(f"adata.obsm[{key!r}] ({name}) contains NaN or infinite values.")
     if adata.n_obs <= _MAX_NEIGHBORS:
         raise ValueError(
             f"The benchmark needs more than {_MAX_NEIGHBORS} cells (scib-metrics uses "
@@ -279,7 +300,88 @@ def _check_inputs(
             f"adata.obs[{label_key!r}] has a single level; bio conservation needs at least "
             "2 labels."
         )
+    # before the baselines are computed, so a bad embedding fails fast
+    for name, key in methods.items():
+        _check_embedding(_as_array(adata.obsm[key]), f"adata.obsm[{key!r}] ({name})")
     return methods
+
+
+def _as_array(emb: object) -> np.ndarray:
+    """An obsm entry (array, sparse matrix or DataFrame) as a dense array."""
+    if sparse.issparse(emb):
+        return np.asarray(emb.toarray())
+    return np.asarray(emb)
+
+
+def _check_embedding(emb: np.ndarray, what: str) -> None:
+    """Refuse an embedding whose scores would measure ties rather than integration.
+
+    A constant embedding, for instance, gets a batch silhouette of 1 and a kBET near 0.8.
+    ``what`` names the embedding in the message.
+    """
+    if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
+        raise ValueError(
+            f"{what} must be a numeric 2-D array, got shape {emb.shape} of {emb.dtype}."
+        )
+    if emb.shape[1] == 0:
+        raise ValueError(f"{what} has no dimensions (shape {emb.shape}).")
+    n_bad = int((~np.isfinite(emb)).any(axis=1).sum())
+    if n_bad:
+        raise ValueError(
+            f"{what} contains NaN or infinite values ({n_bad} of {emb.shape[0]} cells); "
+            "drop those cells or fix the embedding."
+        )
+    spread = float(emb.std(axis=0, dtype=np.float64).max())
+    scale = float(np.abs(emb).max())
+    if spread == 0:
+        raise ValueError(
+            f"{what} is constant: every cell has the same coordinates, so the metrics would "
+            "score ties, not integration. Check how the embedding was computed."
+        )
+    if spread <= _NEAR_ZERO_SPREAD * scale:
+        raise ValueError(
+            f"{what} has near-zero variance: its largest standard deviation per dimension "
+            f"({spread:.3g}) is below {_NEAR_ZERO_SPREAD:g} of its largest value ({scale:.3g}), "
+            "so cells are indistinguishable in float32. Check how the embedding was computed."
+        )
+    # in float32, as the metrics see it
+    n_distinct = len(np.unique(emb.astype(np.float32, copy=False), axis=0))
+    if n_distinct <= _MAX_NEIGHBORS:
+        raise ValueError(
+            f"{what} has only {n_distinct} distinct cells (of {emb.shape[0]}); the kNN metrics "
+            f"use {_MAX_NEIGHBORS} neighbours and need more than {_MAX_NEIGHBORS} distinct "
+            "cells, or they rank ties. Check how the embedding was computed."
+        )
+
+
+def _warn_uncomputed(tidy: pd.DataFrame) -> None:
+    """Warn of each metric scib-metrics returned as NaN, and of how the aggregates were formed.
+
+    scib-metrics averages the metrics of a category skipping NaN, so an aggregate can rest on
+    fewer metrics for one method than for the others.
+    """
+    metrics = tidy[tidy["metric_type"] != "Aggregate score"]
+    for method, group in metrics.groupby("method", sort=False):
+        missing = group[group["value"].isna()]
+        if missing.empty:
+            continue
+        parts = []
+        for metric_type, lost in missing.groupby("metric_type", sort=False):
+            n_kept = int(group.loc[group["metric_type"] == metric_type, "value"].notna().sum())
+            formed = (
+                f"its {metric_type} score is the mean of the other {n_kept} "
+                f"{metric_type.lower()} metrics"
+                if n_kept
+                else f"its {metric_type} score is NaN (no metric of that category was computed)"
+            )
+            parts.append(f"{', '.join(lost['metric'])} ({formed})")
+        warnings.warn(
+            f"Metrics that could not be computed for {method!r} are NaN in the results: "
+            f"{'; '.join(parts)}. Its Total is 0.6 bio + 0.4 batch of those means, so compare "
+            "it with other methods' with care.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _unintegrated(

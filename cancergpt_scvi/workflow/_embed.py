@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
+import pickle
+import re
+import secrets
+import time
 from pathlib import Path
 
 import anndata as ad
+import pandas as pd
 
 from cancergpt_scvi.model import CancerGPTModel
 
 logger = logging.getLogger(__name__)
+
+# A temporary whose writer is gone, or older than this, is a leftover of a killed run.
+_STALE_AFTER_S = 24 * 3600
 
 
 def embed_file(
@@ -19,12 +29,14 @@ def embed_file(
     key: str = "X_cancergpt",
     batch_size: int = 64,
     overwrite: bool = False,
+    layer: str | None = None,
 ) -> Path:
     """Read an h5ad, embed its cells with a saved model, write the h5ad with ``obsm[key]``.
 
     The input needs only the genes (matched by symbol through the model's vocabulary). The
-    output is written to a temporary name first and moved into place, so a failure never
-    leaves a half-written file.
+    output is written to a hidden temporary file next to it and moved into place with
+    :func:`os.replace`, so ``out_path`` is never half-written; temporaries that a killed run
+    left behind are removed by the next run.
 
     Parameters
     ----------
@@ -39,13 +51,34 @@ def embed_file(
     batch_size
         Cells per forward pass.
     overwrite
-        Whether to replace an existing ``out_path``.
+        Whether to replace an existing ``out_path`` and an existing ``obsm[key]`` of the input.
+    layer
+        Where the input holds the expression: a layer name, or ``"X"`` for ``adata.X``;
+        ``None``: where the model's training data held it (the layer it was set up with).
 
     Returns
     -------
     ``out_path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No input file, no ``model.pt`` in ``model_dir``, or no folder to write ``out_path`` in.
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is ``False``.
+    IsADirectoryError
+        ``out_path`` is a folder.
+    ValueError
+        The input is not a readable h5ad file, ``model.pt`` is not a readable model, the input
+        already has ``obsm[key]`` (without ``overwrite``), or an argument is invalid.
+    KeyError
+        The expression layer is not in the input.
     """
     in_path, out_path, model_dir = Path(in_path), Path(out_path), Path(model_dir)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive number of cells, got {batch_size!r}.")
+    if not key:
+        raise ValueError("key must be a non-empty obsm key, e.g. 'X_cancergpt'.")
     if not in_path.is_file():
         raise FileNotFoundError(f"No input file at {in_path}.")
     if not (model_dir / "model.pt").is_file():
@@ -53,17 +86,129 @@ def embed_file(
             f"{model_dir} is not a saved CancerGPT model folder (no model.pt); save one with "
             "CancerGPTModel.save(dir)."
         )
+    if out_path.is_dir():
+        raise IsADirectoryError(
+            f"The output {out_path} is a folder; give the path of the .h5ad file to write, "
+            f"e.g. {out_path / 'embedded.h5ad'}."
+        )
+    if not out_path.parent.is_dir():
+        raise FileNotFoundError(
+            f"The folder {out_path.parent} of the output does not exist; create it first."
+        )
     if out_path.exists() and not overwrite:
         raise FileExistsError(
             f"{out_path} exists; pass overwrite=True (--overwrite) to replace it."
         )
     if out_path.resolve() == in_path.resolve():
         raise ValueError("The output path must differ from the input path.")
-    adata = ad.read_h5ad(in_path)
-    model = CancerGPTModel.load(str(model_dir), adata=None)
-    adata.obsm[key] = model.get_latent_representation(adata, batch_size=batch_size)
-    tmp = out_path.with_name(out_path.name + ".partial")
-    adata.write_h5ad(tmp)
-    tmp.replace(out_path)
+    _remove_stale_temporaries(out_path)
+
+    adata = _read_h5ad(in_path)
+    if key in adata.obsm:
+        if not overwrite:
+            raise ValueError(
+                f"{in_path} already has obsm[{key!r}]; pass another key (--key) or "
+                "overwrite=True (--overwrite) to replace it."
+            )
+        logger.info("Replacing the input's obsm[%r].", key)
+    model = _load_model(model_dir)
+    cells = _expression_view(adata, in_path, model, layer)
+    adata.obsm[key] = model.get_latent_representation(cells, batch_size=batch_size)
+    _write_atomically(adata, out_path)
     logger.info("Wrote %s with obsm[%r] of shape %s.", out_path, key, adata.obsm[key].shape)
     return out_path
+
+
+def _read_h5ad(path: Path) -> ad.AnnData:
+    """Read an h5ad file; a file that is not one is refused with a message naming it."""
+    try:
+        return ad.read_h5ad(path)
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        # h5py says "file signature not found" for a CSV, a truncated file and the like
+        raise ValueError(
+            f"{path} is not a readable .h5ad file ({type(err).__name__}: {err}); expected an "
+            "AnnData file written by anndata's write_h5ad."
+        ) from err
+
+
+def _load_model(model_dir: Path) -> CancerGPTModel:
+    """Load a saved model; an unreadable ``model.pt`` is refused with a message naming it."""
+    try:
+        return CancerGPTModel.load(str(model_dir), adata=None)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        raise ValueError(
+            f"{model_dir / 'model.pt'} is not a readable CancerGPT model "
+            f"({type(err).__name__}: {err}); expected the folder CancerGPTModel.save(dir) wrote."
+        ) from err
+
+
+def _expression_view(
+    adata: ad.AnnData, in_path: Path, model: CancerGPTModel, layer: str | None
+) -> ad.AnnData:
+    """The cells with their expression where the model reads it (its setup layer)."""
+    expected = model.registry_["setup_args"]["layer"]
+    source = expected if layer is None else (None if layer == "X" else layer)
+    if source is not None and source not in adata.layers:
+        trained = "adata.X" if expected is None else f"layers[{expected!r}]"
+        raise KeyError(
+            f"{in_path} has no layer {source!r} (layers: {list(adata.layers)}); the model was "
+            f"trained on {trained}. Pass layer= (--layer) the layer holding that expression, "
+            "or 'X' for adata.X."
+        )
+    if source == expected:
+        return adata
+    matrix = adata.X if source is None else adata.layers[source]
+    # the same cells and genes, with the expression where the model looks for it
+    view = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names), var=adata.var)
+    if expected is None:
+        view.X = matrix
+    else:
+        view.layers[expected] = matrix
+    return view
+
+
+def _temporary_name(out_path: Path) -> Path:
+    """A hidden name next to ``out_path`` (same file system, so the move is atomic)."""
+    return out_path.with_name(f".{out_path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
+def _remove_stale_temporaries(out_path: Path) -> None:
+    """Delete temporaries of ``out_path`` whose writer was killed (e.g. ``kill -9``)."""
+    ours = re.compile(rf"\.{re.escape(out_path.name)}\.(\d+)-[0-9a-f]{{8}}\.partial")
+    for tmp in out_path.parent.glob(f".{glob.escape(out_path.name)}.*.partial"):
+        match = ours.fullmatch(tmp.name)
+        if match is None:
+            continue  # not a name _temporary_name makes: not ours to delete
+        try:
+            age = time.time() - tmp.stat().st_mtime
+        except OSError:
+            continue
+        if age > _STALE_AFTER_S or not _process_alive(int(match.group(1))):
+            logger.info("Removing %s, left behind by an interrupted run.", tmp)
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (``True`` where that cannot be told)."""
+    if os.name != "posix":
+        return True  # os.kill would terminate it on Windows; the age limit applies instead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_atomically(adata: ad.AnnData, out_path: Path) -> None:
+    """Write to a temporary next to ``out_path``, flush it to disk, then move it into place."""
+    tmp = _temporary_name(out_path)
+    try:
+        adata.write_h5ad(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
