@@ -2,7 +2,8 @@
 
 At 1,200 tokens over half of the release encoder's FLOPs are the two attention products; this
 times them alone (release shape: 8 heads of 32 dimensions) next to a plain matrix multiply,
-to show how close the fused kernel gets to the machine's limit.
+to show how close the fused kernel gets to the machine's limit, and the fused kernel and the
+matmul in bfloat16 (whether bf16 can speed attention up on this machine).
 
     python benchmarks/attention_kernel.py [--cells 4] [--tokens 1200]
     python benchmarks/attention_kernel.py --smoke   # smallest setting (CI): seconds
@@ -59,14 +60,22 @@ def main() -> None:
         with sdpa_kernel(SDPBackend.MATH):
             math = seconds(lambda: F.scaled_dot_product_attention(q, k, v), args.repeats)
         matmul = seconds(lambda: a @ b, args.repeats)
+        q16, k16, v16, a16, b16 = (t.to(torch.bfloat16) for t in (q, k, v, a, b))
+        fused16 = seconds(lambda: F.scaled_dot_product_attention(q16, k16, v16), args.repeats)
+        matmul16 = seconds(lambda: a16 @ b16, args.repeats)
     matmul_gflops = 2 * n**3 / matmul / 1e9
     print(f"threads={torch.get_num_threads()} shape={shape} attention GFLOP={flop / 1e9:.2f}")
     print(f"plain matmul ({n}^3): {matmul_gflops:.1f} GFLOP/s")
-    for name, t in (("fused SDPA", fused), ("math path", math)):
+    for name, t in (("fused SDPA", fused), ("math path", math), ("fused bf16", fused16)):
         gflops = flop / t / 1e9
         print(
-            f"{name:10s}: {t:.3f} s, {gflops:.1f} GFLOP/s = {gflops / matmul_gflops:.0%} of matmul"
+            f"{name:10s}: {t:.3f} s, {gflops:.1f} GFLOP/s = {gflops / matmul_gflops:.0%} of "
+            "fp32 matmul"
         )
+    print(
+        f"bf16 / fp32 speed: fused attention {fused / fused16:.2f}x, "
+        f"matmul {matmul / matmul16:.2f}x"
+    )
 
 
 if __name__ == "__main__":
