@@ -38,9 +38,9 @@ docs: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/python notebooks/run_notebooks.py notebooks
 
-# Every script in benchmarks/ at its smallest setting (--smoke), one after another, timed; the
+# Every script in benchmarks/ (not the shared _*.py) at its smallest setting (--smoke), one after another, timed; the
 # first failure stops the target. survival.py also runs its real-cohort path (breast_cancer).
-BENCHMARK_SMOKE_RUNS := $(addsuffix :--smoke,$(sort $(wildcard benchmarks/*.py))) \
+BENCHMARK_SMOKE_RUNS := $(addsuffix :--smoke,$(sort $(filter-out benchmarks/_%,$(wildcard benchmarks/*.py)))) \
 	benchmarks/survival.py:--smoke:--data:breast_cancer
 
 benchmarks-smoke: $(STAMP)

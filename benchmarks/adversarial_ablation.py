@@ -27,7 +27,6 @@ with it still apply.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scvi
+from _smoke import parse_args as parse_smoke
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -49,7 +49,7 @@ from cancergpt_scvi import CancerGPTModel
 from cancergpt_scvi.datasets import simulate_malignant_atlas
 
 #: Defaults of ``--smoke``: the smallest setting, for CI.
-SMOKE = {"n_cells": 300, "n_genes": 200, "max_epochs": 1, "weights": [0.0, 0.02]}
+SMOKE = {"n_cells": 300, "n_genes": 200, "max_epochs": 1, "weights": [0.0, 0.02], "out": None}
 
 
 def score_embedding(z: np.ndarray, obs: pd.DataFrame, seed: int = 0) -> dict[str, float]:
@@ -114,14 +114,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
-    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        if args.out is None:  # removed at exit
-            scratch = tempfile.TemporaryDirectory(prefix="adversarial_ablation_smoke_")
-            args.out = Path(scratch.name)
+    args = parse_smoke(parser, SMOKE)
 
     adata = simulate_malignant_atlas(n_cells=args.n_cells, n_genes=args.n_genes, seed=args.seed)
     majority = adata.obs["technology"].value_counts(normalize=True).max()

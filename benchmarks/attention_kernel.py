@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _smoke import parse_args as parse_smoke
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 #: Defaults of ``--smoke``: the smallest setting, for CI.
@@ -43,11 +44,7 @@ def main() -> None:
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the matmul")
-    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
+    args = parse_smoke(parser, SMOKE)
 
     torch.manual_seed(0)
     shape = (args.cells, args.heads, args.tokens, args.head_dim)

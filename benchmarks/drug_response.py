@@ -61,7 +61,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -75,6 +74,7 @@ import pandas as pd
 import scanpy as sc
 import scvi
 import torch
+from _smoke import parse_args as parse_smoke
 
 from cancergpt_scvi.benchmark import (
     cross_validate_drug_response,
@@ -180,14 +180,7 @@ def parse_args() -> argparse.Namespace:
         help="override the model's default epochs (smoke runs only)",
     )
     gdsc.add_argument("--progress-bar", action="store_true", help="Lightning's progress bar")
-    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        if args.out is None:  # removed at exit (the object is kept with the arguments)
-            args.scratch = tempfile.TemporaryDirectory(prefix="drug_response_smoke_")
-            args.out = Path(args.scratch.name)
+    args = parse_smoke(parser, SMOKE)
     return args
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _smoke import parse_args as parse_smoke
 from sklearn.decomposition import PCA
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold
@@ -163,13 +164,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--ensemble", type=int, default=5)
     parser.add_argument("--max-epochs", type=int, default=300, help="epochs of each network")
-    parser.add_argument(
-        "--smoke", action="store_true", help="smallest setting on a synthetic screen (CI)"
-    )
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
+    args = parse_smoke(parser, SMOKE, help="smallest setting on a synthetic screen (CI)")
     torch.set_num_threads(2)
     if args.smoke:
         x, y, mask = synthetic_screen()

@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from _smoke import parse_args as parse_smoke
 from scipy import sparse
 from torch import nn
 
@@ -340,15 +341,11 @@ def main() -> None:
     parser.add_argument("--memory-genes", type=int, default=2000, help="genes of the h5ad files")
     parser.add_argument("--chunk-size", type=int, default=10_000, help="memory check's chunks")
     parser.add_argument("--memory-batch-size", type=int, default=64)
-    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.memory_child:
+    args = parse_smoke(parser, SMOKE)
+    if args.memory_child:  # launched with explicit sizes, never with --smoke
         memory_child(args.memory_child, args.memory_genes, args.chunk_size, args.memory_batch_size)
         return
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
     logging.getLogger("scvi").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)

@@ -61,7 +61,6 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import tempfile
 import time
 from pathlib import Path
 
@@ -75,6 +74,7 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
+from _smoke import parse_args as parse_smoke
 
 from cancergpt_scvi.benchmark import benchmark_integration
 from cancergpt_scvi.datasets import simulate_glioblastoma, simulate_malignant_atlas
@@ -140,14 +140,7 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="skip pretraining: load the embeddings a previous run saved in --out",
     )
-    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        if args.out is None:  # removed at exit (the object is kept with the arguments)
-            args.scratch = tempfile.TemporaryDirectory(prefix="integration_smoke_")
-            args.out = Path(args.scratch.name)
+    args = parse_smoke(parser, SMOKE)
     if not 0 < args.holdout < 1:
         parser.error(f"--holdout must be between 0 and 1, got {args.holdout}")
     if args.patients_per_tissue < 2:

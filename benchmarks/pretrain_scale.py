@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _smoke import parse_args as parse_smoke
+
 SCRIPT = Path(__file__).resolve()
 #: Defaults of ``--smoke``: the smallest setting, for CI (``data_dir`` None: a temporary folder).
 SMOKE = {
@@ -70,13 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "cancergpt_pretrain_scale"
     )
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the matmul")
-    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args(argv)
-    return args
+    return parse_smoke(parser, SMOKE, argv)
 
 
 # -- parent: write corpora, run one measuring process per size ---------------------------------

@@ -32,7 +32,6 @@ given with it still apply.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from _smoke import parse_args as parse_smoke
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
@@ -55,7 +55,7 @@ from cancergpt_scvi.datasets import simulate_malignant_atlas
 from cancergpt_scvi.nn import ContinuousValueEncoder
 
 #: Defaults of ``--smoke``: the smallest setting, for CI.
-SMOKE = {"n_cells": 300, "n_genes": 200, "steps": 5}
+SMOKE = {"n_cells": 300, "n_genes": 200, "steps": 5, "out": None}
 
 
 def dense(adata) -> torch.Tensor:
@@ -250,14 +250,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
-    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        if args.out is None:  # removed at exit
-            scratch = tempfile.TemporaryDirectory(prefix="pretraining_diagnostics_smoke_")
-            args.out = Path(scratch.name)
+    args = parse_smoke(parser, SMOKE)
 
     adata = simulate_malignant_atlas(n_cells=args.n_cells, n_genes=args.n_genes, seed=args.seed)
     CancerGPTModel.setup_anndata(

@@ -47,7 +47,6 @@ breast_cancer tunings.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -63,6 +62,7 @@ import pandas as pd
 import scanpy as sc
 import scvi
 import torch
+from _smoke import parse_args as parse_smoke
 
 from cancergpt_scvi.benchmark import (
     compare_survival_features,
@@ -128,14 +128,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("survival_benchmark"))
-    parser.add_argument("--smoke", action="store_true", help="smallest setting (CI)")
-    args = parser.parse_args()
-    if args.smoke:
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args()
-        if args.out is None:  # removed at exit (the object is kept with the arguments)
-            args.scratch = tempfile.TemporaryDirectory(prefix="survival_smoke_")
-            args.out = Path(args.scratch.name)
+    args = parse_smoke(parser, SMOKE)
     return args
 
 

@@ -449,8 +449,8 @@ class DrugResponseModel(BaseModelClass):
             **trainer_kwargs,
         )
         runner()
-        self._fit_linear_term(np.concatenate([train_idx, val_idx]), features, values, trained)
-        fitted = np.concatenate([train_idx, val_idx])
+        fitted = np.concatenate([train_idx, val_idx])  # every cell line not held out
+        self._fit_linear_term(fitted, features, values, trained)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # cell lines without measurements
             sensitivity = np.nanmean(values[np.ix_(fitted, np.flatnonzero(trained))], 1)
@@ -589,23 +589,24 @@ class DrugResponseModel(BaseModelClass):
             for k in range(0, len(features), batch_size)
         ]
         predicted = np.concatenate(chunks) if chunks else np.zeros((0, len(trained)), np.float32)
-        column = {d: j for j, d in enumerate(self.drugs) if trained[j]}
+        drugs = self.drugs
+        trained_columns = np.flatnonzero(trained)
+        column = {drugs[j]: j for j in trained_columns}
         known = [d for d in queries if d in column and d not in new_smiles]
         unseen = [d for d in queries if d not in known]
         table = pd.DataFrame(np.nan, index=cells, columns=queries)
         table[known] = predicted[:, [column[d] for d in known]]
         if unseen:
-            trained_names = [d for d in self.drugs if trained[self.drugs.index(d)]]
+            # trained drugs keep the structure they were trained with
             reference = np.stack(
-                [morgan_fingerprint(self.drug_smiles_[d], d) for d in trained_names]
+                [morgan_fingerprint(self.drug_smiles_[drugs[j]]) for j in trained_columns]
             )
-            query = np.stack(
-                [morgan_fingerprint({**self.drug_smiles_, **new_smiles}[d], d) for d in unseen]
-            )
+            structures = {**self.drug_smiles_, **new_smiles}
+            query = np.stack([morgan_fingerprint(structures[d], d) for d in unseen])
             weights = _neighbour_weights(
                 tanimoto_similarity(query, reference), self.n_neighbor_drugs
             )
-            by_structure = predicted[:, [column[d] for d in trained_names]] @ weights.T
+            by_structure = predicted[:, trained_columns] @ weights.T
             # a cell line's average sensitivity: measured where it was trained on, else predicted
             average = pd.Series(cells).map(self.cell_line_sensitivity_).to_numpy(float)
             average = np.where(np.isfinite(average), average, predicted[:, trained].mean(1))

@@ -40,41 +40,22 @@ class SelfAttention(nn.Module):
         With ``n_queries``, keys and values still come from every position, so the output of
         those positions equals the full computation's.
         """
-        if n_queries is not None:
-            return self._first_queries(x, padding_mask, n_queries)
         batch, length, dim = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
-        qkv = qkv.view(batch, length, 3, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
+        shape = (batch, length, self.n_heads, dim // self.n_heads)
+        if n_queries is None:  # one stacked projection of every position
+            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = qkv.view(batch, length, 3, *shape[2:]).permute(2, 0, 3, 1, 4)
+        else:  # the query of the first positions, keys and values of all
+            q = F.linear(x[:, :n_queries], self.in_proj_weight[:dim], self.in_proj_bias[:dim])
+            q = q.view(batch, n_queries, *shape[2:]).transpose(1, 2)
+            kv = F.linear(x, self.in_proj_weight[dim:], self.in_proj_bias[dim:])
+            k, v = kv.view(batch, length, 2, *shape[2:]).permute(2, 0, 3, 1, 4)
         # True where attention is allowed: every query may look at non-padding keys
         attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(
-            qkv[0],
-            qkv[1],
-            qkv[2],
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
-
-    def _first_queries(
-        self, x: torch.Tensor, padding_mask: torch.Tensor | None, n_queries: int
-    ) -> torch.Tensor:
-        batch, length, dim = x.shape
-        head = dim // self.n_heads
-        w_q, w_kv = self.in_proj_weight[:dim], self.in_proj_weight[dim:]
-        b_q, b_kv = self.in_proj_bias[:dim], self.in_proj_bias[dim:]
-        q = F.linear(x[:, :n_queries], w_q, b_q).view(batch, n_queries, self.n_heads, head)
-        kv = F.linear(x, w_kv, b_kv).view(batch, length, 2, self.n_heads, head)
-        kv = kv.permute(2, 0, 3, 1, 4)
-        attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2),
-            kv[0],
-            kv[1],
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
-        return self.out_proj(out.transpose(1, 2).reshape(batch, n_queries, dim))
+        return self.out_proj(out.transpose(1, 2).reshape(batch, q.shape[2], dim))
 
 
 class TransformerLayer(nn.Module):
