@@ -17,6 +17,15 @@ the query cells zero-shot.
     ``"Brain"`` tissue) and embeds the glioblastoma-like cells of other patients simulated by
     :func:`~cancergpt_scvi.datasets.simulate_glioblastoma` (four malignant states, half of
     the patients Smart-seq2, half 10x, same genes and programs): a tissue never seen.
+``subtle_states``
+    As ``new_patients`` on another atlas whose six malignant states are subtle: weak programs
+    (mean log-fold 0.7) on 5% of the genes (100 of 2,000; default 1.6 on 40). Scored by label
+    transfer only.
+
+Label transfer (``new_patients`` and ``subtle_states``): a 15-nearest-neighbour vote
+(scikit-learn) fitted on the pretraining cells labels the query cells' malignant states,
+in the CancerGPT embedding and in the PCA of the pretraining cells (log-normalised, 50
+components) with the query projected onto it; macro-F1 and accuracy.
 
 The data are simulated once (``--data-seed``) and are the same for every seed. Each of
 ``--seeds`` seeds the pretraining (scvi-tools' global seed: initialisation, minibatches,
@@ -34,9 +43,10 @@ method, a column per metric), ``integration_summary.csv`` (mean, sd and number o
 every metric), ``integration_summary.png`` (batch correction, bio conservation and total per
 method, one panel per protocol x batch definition, error bars = sd over seeds),
 ``pretraining_history.csv`` (every logged curve of every pretraining run),
-``integration_timings.csv``, ``cancergpt_embeddings_<protocol>.npz`` (the embeddings, for
-``--reuse-embeddings``) and, for the first seed, scib-metrics' table and the UMAPs of every
-method in ``<protocol>_<batch>/``.
+``integration_timings.csv``, ``label_transfer_results.csv`` (one row per protocol, seed and
+method), ``cancergpt_embeddings_<protocol>.npz`` (the query and pretraining cells'
+embeddings, for ``--reuse-embeddings``) and, for the first seed, scib-metrics' table and the
+UMAPs of every method in ``<protocol>_<batch>/``.
 
 Run from the repository root (about 30 minutes on a 2-core CPU; run it alone)::
 
@@ -45,8 +55,8 @@ Run from the repository root (about 30 minutes on a 2-core CPU; run it alone)::
     python benchmarks/integration.py --smoke   # smallest setting (CI): under 90 s
 
 ``--ablation`` also pretrains, per protocol and seed, a model without the adversarial losses
-and without oversampling (``adversarial_weight=0, oversample=False``) and scores it as
-``CancerGPT (no adv., no oversampling)``; it doubles the pretraining time.
+(``adversarial_weight=0``, same seeds) and scores it as ``CancerGPT (no adversary)``, with
+the issue's adversary check (batch = technology); it doubles the pretraining time.
 
 ``--smoke`` runs both protocols at the smallest size (about 75 s on a 2-core CPU, most of it
 numba compiling kBET's nearest neighbours once): an atlas of about 450 cells of 200 genes
@@ -75,14 +85,26 @@ import pandas as pd
 import scvi
 import torch
 from _smoke import parse_args as parse_smoke
+from sklearn.decomposition import PCA
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.neighbors import KNeighborsClassifier
 
 from cancergpt_scvi.benchmark import benchmark_integration
 from cancergpt_scvi.datasets import simulate_glioblastoma, simulate_malignant_atlas
 from cancergpt_scvi.model import CancerGPTModel
 
 FULL = "CancerGPT"
-ABLATED = "CancerGPT (no adv., no oversampling)"
-PROTOCOLS = ("new_patients", "new_tissue")
+ABLATED = "CancerGPT (no adversary)"
+PROTOCOLS = ("new_patients", "new_tissue", "subtle_states")
+#: Protocols scored with scib-metrics; ``subtle_states`` is scored by label transfer only.
+SCIB_PROTOCOLS = ("new_patients", "new_tissue")
+#: Protocols whose query has the reference's states: scored by kNN label transfer too.
+TRANSFER_PROTOCOLS = ("new_patients", "subtle_states")
+#: The subtle-state simulator setting: weak programs on 5% of the genes (default: 40 genes
+#: at a mean log-fold 1.6).
+SUBTLE_STATES = {"state_program_size": 100, "state_effect": 0.7}
+#: Neighbours of the kNN label transfer.
+TRANSFER_K = 15
 #: Batch definitions: ``obs`` column scored as batch.
 BATCHES = ("patient", "technology")
 LABEL = "cell_state"
@@ -166,6 +188,19 @@ def _describe(name: str, adata: ad.AnnData) -> str:
     )
 
 
+def split_new_patients(atlas: ad.AnnData, args) -> tuple[ad.AnnData, ad.AnnData]:
+    """``(pretraining cells, query cells)``: ``--holdout`` of every tissue's patients held out."""
+    # the same share of every tissue's patients held out, drawn from the data seed
+    rng = np.random.default_rng(args.data_seed)
+    held_out: list[str] = []
+    for _, patients in atlas.obs.groupby("tissue", observed=True)["patient"]:
+        names = sorted(patients.unique())
+        n_out = min(max(1, round(args.holdout * len(names))), len(names) - 1)
+        held_out += list(rng.choice(names, size=n_out, replace=False))
+    query = atlas.obs["patient"].isin(held_out).to_numpy()
+    return _clean(atlas[~query]), _clean(atlas[query])
+
+
 def make_data(args) -> dict[str, tuple[ad.AnnData, ad.AnnData]]:
     """``{protocol: (pretraining cells, query cells)}``, simulated once from ``--data-seed``."""
     atlas = simulate_malignant_atlas(
@@ -177,15 +212,17 @@ def make_data(args) -> dict[str, tuple[ad.AnnData, ad.AnnData]]:
     )
     data = {}
     if "new_patients" in args.protocol:
-        # the same share of every tissue's patients held out, drawn from the data seed
-        rng = np.random.default_rng(args.data_seed)
-        held_out: list[str] = []
-        for _, patients in atlas.obs.groupby("tissue", observed=True)["patient"]:
-            names = sorted(patients.unique())
-            n_out = min(max(1, round(args.holdout * len(names))), len(names) - 1)
-            held_out += list(rng.choice(names, size=n_out, replace=False))
-        query = atlas.obs["patient"].isin(held_out).to_numpy()
-        data["new_patients"] = (_clean(atlas[~query]), _clean(atlas[query]))
+        data["new_patients"] = split_new_patients(atlas, args)
+    if "subtle_states" in args.protocol:
+        subtle = simulate_malignant_atlas(
+            n_cells=args.atlas_cells,
+            n_genes=args.n_genes,
+            n_patients_per_tissue=args.patients_per_tissue,
+            seed=args.data_seed,
+            patient_prefix="S",
+            **SUBTLE_STATES,
+        )
+        data["subtle_states"] = split_new_patients(subtle, args)
     if "new_tissue" in args.protocol:
         gbm = simulate_glioblastoma(
             n_cells=args.gbm_cells,
@@ -209,10 +246,10 @@ def make_data(args) -> dict[str, tuple[ad.AnnData, ad.AnnData]]:
 
 
 def pretrain(ref: ad.AnnData, args, seed: int, ablated: bool = False) -> CancerGPTModel:
-    """The default recipe (``cancergpt-scvi demo``); ``ablated``: no adversary, no oversampling."""
+    """The default recipe (``cancergpt-scvi demo``); ``ablated``: without the adversary."""
     scvi.settings.seed = seed
     model = CancerGPTModel(ref, preset=args.preset)
-    extra = {"oversample": False, "adversarial_weight": 0.0} if ablated else {}
+    extra = {"adversarial_weight": 0.0} if ablated else {}
     model.train(max_epochs=args.epochs, enable_progress_bar=False, **extra)
     return model
 
@@ -238,25 +275,31 @@ def history_frame(model: CancerGPTModel) -> pd.DataFrame:
     ).rename_axis("epoch")
 
 
-def embed_query(data, args, timings) -> tuple[dict[str, dict[int, dict[str, np.ndarray]]], list]:
-    """Pretrain per protocol and seed and embed the query: ``{protocol: {seed: {name: z}}}``."""
+def embed_query(data, args, timings) -> tuple[dict, dict, list]:
+    """Pretrain per protocol and seed; embed the query and the pretraining cells.
+
+    Returns ``{protocol: {seed: {name: query embedding}}}``, the same of the pretraining
+    cells (for label transfer) and the training histories.
+    """
     names = [FULL, ABLATED] if args.ablation else [FULL]
     embeddings: dict[str, dict[int, dict[str, np.ndarray]]] = {}
+    references: dict[str, dict[int, dict[str, np.ndarray]]] = {}
     histories = []
     for protocol, (ref, query) in data.items():
         cache = args.out / f"cancergpt_embeddings_{protocol}.npz"
-        embeddings[protocol] = {}
+        embeddings[protocol], references[protocol] = {}, {}
         if args.reuse_embeddings:
             stored = np.load(cache)
             for seed in args.seeds:
                 embeddings[protocol][seed] = {n: stored[f"{n}|{seed}"] for n in names}
+                references[protocol][seed] = {n: stored[f"{n}|{seed}|reference"] for n in names}
             print(f"{protocol}: reusing the CancerGPT embeddings in {cache}", flush=True)
             continue
         CancerGPTModel.setup_anndata(
             ref, batch_key="batch", technology_key="technology", tissue_key="tissue"
         )
         for seed in args.seeds:
-            embeddings[protocol][seed] = {}
+            embeddings[protocol][seed], references[protocol][seed] = {}, {}
             for name in names:
                 t0 = time.perf_counter()
                 model = pretrain(ref, args, seed, ablated=name == ABLATED)
@@ -266,6 +309,9 @@ def embed_query(data, args, timings) -> tuple[dict[str, dict[int, dict[str, np.n
                 z = model.get_latent_representation(query, progress_bar=False)
                 timings[f"embed {protocol} {name} seed {seed}"] = time.perf_counter() - t0
                 embeddings[protocol][seed][name] = z
+                references[protocol][seed][name] = model.get_latent_representation(
+                    progress_bar=False
+                )
                 losses = last_losses(model)
                 text = ", ".join(
                     f"{k} {v:.4f} ({'n/a' if np.isnan(c) else f'{c:+.1%}'})"
@@ -282,21 +328,67 @@ def embed_query(data, args, timings) -> tuple[dict[str, dict[int, dict[str, np.n
                 hist.insert(0, "seed", seed)
                 hist.insert(0, "protocol", protocol)
                 histories.append(hist)
-        np.savez(
-            cache,
-            **{
-                f"{n}|{seed}": z
-                for seed, by_name in embeddings[protocol].items()
-                for n, z in by_name.items()
-            },
-        )
-    return embeddings, histories
+        stored = {}
+        for seed in embeddings[protocol]:
+            for n in embeddings[protocol][seed]:
+                stored[f"{n}|{seed}"] = embeddings[protocol][seed][n]
+                stored[f"{n}|{seed}|reference"] = references[protocol][seed][n]
+        np.savez(cache, **stored)
+    return embeddings, references, histories
+
+
+def reference_pca(ref: ad.AnnData, query: ad.AnnData, n_comps: int = 50):
+    """PCA of the pretraining cells' log-normalised expression, the query projected onto it."""
+
+    def lognorm(adata):
+        x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+        total = x.sum(axis=1, keepdims=True)
+        return np.log1p(x / np.where(total > 0, total, 1.0) * 1e4)
+
+    pca = PCA(n_components=min(n_comps, ref.n_obs - 1, ref.n_vars - 1), random_state=0)
+    return pca.fit_transform(lognorm(ref)), pca.transform(lognorm(query))
+
+
+def label_transfer(data, embeddings, references, args) -> pd.DataFrame:
+    """kNN label transfer of the malignant state, pretraining cells -> query cells.
+
+    A ``TRANSFER_K``-nearest-neighbour vote (scikit-learn) fitted on the pretraining cells'
+    embedding labels the query cells in the same embedding; CancerGPT's embeddings against
+    the pretraining cells' PCA with the query projected onto it. One row per protocol, seed
+    and method: macro-F1 and accuracy.
+    """
+    rows = []
+    for protocol in TRANSFER_PROTOCOLS:
+        if protocol not in data:
+            continue
+        ref, query = data[protocol]
+        y_ref, y_query = ref.obs[LABEL].to_numpy(), query.obs[LABEL].to_numpy()
+        pca_ref, pca_query = reference_pca(ref, query)
+        for seed in args.seeds:
+            methods = {"PCA (reference)": (pca_ref, pca_query)}
+            for name, z in embeddings[protocol][seed].items():
+                methods[name] = (references[protocol][seed][name], z)
+            for name, (z_ref, z_query) in methods.items():
+                knn = KNeighborsClassifier(n_neighbors=TRANSFER_K).fit(z_ref, y_ref)
+                pred = knn.predict(z_query)
+                rows.append(
+                    {
+                        "protocol": protocol,
+                        "seed": seed,
+                        "method": name,
+                        "macro-F1": f1_score(y_query, pred, average="macro"),
+                        "accuracy": accuracy_score(y_query, pred),
+                    }
+                )
+    return pd.DataFrame(rows)
 
 
 def score(data, embeddings, args, timings) -> pd.DataFrame:
     """scib-metrics per protocol, batch definition and seed: one row per method."""
     rows = []
     for protocol, (_, query) in data.items():
+        if protocol not in SCIB_PROTOCOLS:
+            continue
         for batch in args.batches:
             for i, seed in enumerate(args.seeds):
                 work = query.copy()
@@ -429,6 +521,45 @@ def check(results, protocol, batch, metric, other) -> str | None:
     )
 
 
+def adversary_checks(results: pd.DataFrame) -> list[str]:
+    """Adversary on against off (``--ablation``), batch = technology, same seeds: batch
+    correction higher by at least 0.03 with bio conservation within 0.02."""
+    lines = []
+    for protocol in SCIB_PROTOCOLS:
+        sub = results[(results["protocol"] == protocol) & (results["batch"] == "technology")]
+        on = sub[sub["method"] == FULL].set_index("seed")
+        off = sub[sub["method"] == ABLATED].set_index("seed")
+        if on.empty or off.empty:
+            continue
+        d_batch = (on["Batch correction"] - off["Batch correction"]).mean()
+        d_bio = (on["Bio conservation"] - off["Bio conservation"]).mean()
+        met = d_batch >= 0.03 and d_bio >= -0.02
+        lines.append(
+            f"{protocol}, batch = technology: adversary on vs off: batch correction "
+            f"{d_batch:+.3f} (target >= +0.03), bio conservation {d_bio:+.3f} (target >= "
+            f"-0.02): {'MET' if met else 'MISSED'}"
+        )
+    return lines
+
+
+def transfer_checks(transfer: pd.DataFrame) -> list[str]:
+    """CancerGPT's kNN label-transfer macro-F1 >= that of the reference's PCA."""
+    lines = []
+    for protocol in TRANSFER_PROTOCOLS:
+        sub = transfer[transfer["protocol"] == protocol] if len(transfer) else transfer
+        if len(sub) == 0:
+            continue
+        ours = sub[sub["method"] == FULL].set_index("seed")["macro-F1"]
+        pca = sub[sub["method"] == "PCA (reference)"].set_index("seed")["macro-F1"]
+        gap = ours.mean() - pca.mean()
+        lines.append(
+            f"{protocol}: kNN label transfer macro-F1, CancerGPT >= reference PCA: "
+            f"{'MET' if gap >= 0 else 'MISSED'} ({ours.mean():.3f} vs {pca.mean():.3f}, "
+            f"{gap:+.3f}; met in {((ours - pca) >= 0).sum()}/{len(ours)} seeds)"
+        )
+    return lines
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -446,13 +577,32 @@ def main() -> None:
         f"data seed {args.data_seed}; scVI {args.scvi_epochs} epochs",
         flush=True,
     )
-    embeddings, histories = embed_query(data, args, timings)
+    embeddings, references, histories = embed_query(data, args, timings)
     if histories:
         pd.concat(histories, ignore_index=True).to_csv(
             args.out / "pretraining_history.csv", index=False
         )
-    results = score(data, embeddings, args, timings)
+    transfer = label_transfer(data, embeddings, references, args)
+    if not transfer.empty:
+        transfer.to_csv(args.out / "label_transfer_results.csv", index=False)
+    results = score(data, embeddings, args, timings) if set(data) & set(SCIB_PROTOCOLS) else None
     timings["total"] = time.perf_counter() - start
+    if not transfer.empty:
+        stats = transfer.groupby(["protocol", "method"], sort=False)[["macro-F1", "accuracy"]]
+        table = stats.agg(["mean", "std"])
+        text = pd.DataFrame(index=table.index)
+        for m in ("macro-F1", "accuracy"):
+            sd = table[(m, "std")].fillna(0.0)
+            text[m] = [f"{a:.3f} ± {b:.3f}" for a, b in zip(table[(m, "mean")], sd, strict=True)]
+        print(f"\nkNN label transfer (k={TRANSFER_K}), pretraining -> query cells, mean ± sd:\n")
+        print(markdown(text))
+    if results is None:
+        print("\nAcceptance checks (means over seeds):")
+        for line in transfer_checks(transfer):
+            print("- " + line)
+        pd.Series(timings, name="seconds").to_csv(args.out / "integration_timings.csv")
+        print(f"total {timings['total']:.0f} s; results in {args.out}")
+        return
     results.to_csv(args.out / "integration_results.csv", index=False)
     summary = summarise(results)
     summary.to_csv(args.out / "integration_summary.csv", index=False)
@@ -471,6 +621,8 @@ def main() -> None:
         check(results, "new_patients", "patient", "Bio conservation", "PCA"),
         check(results, "new_tissue", "patient", "Total", "Harmony"),
         check(results, "new_tissue", "technology", "Total", "Harmony"),
+        *adversary_checks(results),
+        *transfer_checks(transfer),
     ):
         if line is not None:
             print("- " + line)

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-epochs", type=int, default=6, help="Pretraining epochs.")
     demo.add_argument("--preset", default="cpu-small", help="Size preset of the model.")
     demo.add_argument("--seed", type=int, default=0, help="Seed of simulation and training.")
+    demo.add_argument(
+        "--scvi-epochs", type=int, default=200, help="Training epochs of the scVI baseline."
+    )
 
     embed = sub.add_parser("embed", help="Embed an h5ad file with a saved model.")
     embed.add_argument("input", help="Input .h5ad file.")
@@ -94,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             paths = run_demo(
-                args.out, args.n_cells, args.n_genes, args.max_epochs, args.preset, args.seed
+                args.out,
+                args.n_cells,
+                args.n_genes,
+                args.max_epochs,
+                args.preset,
+                args.seed,
+                args.scvi_epochs,
             )
             for name, path in paths.items():
                 print(f"{name}: {path}")

@@ -7,6 +7,7 @@ import textwrap
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 from cancergpt_scvi.cli import main
@@ -40,10 +41,10 @@ def test_embed_command_writes_the_embedding_and_never_clobbers(trained_model, tm
 
 def test_demo_command_writes_its_outputs(tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--n-cells", "200", "--n-genes", "200", "--max-epochs", "1"]
-    assert main(args) == 0
+    args = ["demo", "--out", str(out), "--n-cells", "400", "--n-genes", "200", "--max-epochs", "1"]
+    assert main([*args, "--scvi-epochs", "2"]) == 0
     printed = capsys.readouterr().out
-    names = ["training_curves.png", "metrics.csv", "atlas_embedded.h5ad"]
+    names = ["training_curves.png", "metrics.csv", "new_patients_scib.csv", "atlas_embedded.h5ad"]
     names += [f"umap_{c}.png" for c in ("tissue", "technology", "patient", "cell_state")]
     for name in names:
         assert (out / name).stat().st_size > 1000, name
@@ -51,6 +52,17 @@ def test_demo_command_writes_its_outputs(tmp_path, capsys):
     assert (out / "model" / "model.pt").is_file()
     embedded = ad.read_h5ad(out / "atlas_embedded.h5ad")
     assert {"X_cancergpt", "X_umap"} <= set(embedded.obsm)
+    # the table scores the held-out patients only, next to the baselines
+    table = pd.read_csv(out / "new_patients_scib.csv", index_col=0)
+    assert {"CancerGPT", "PCA", "scVI"} <= set(table.index)
+    assert table.loc["CancerGPT", "Total"] == pytest.approx(
+        0.6 * table.loc["CancerGPT", "Bio conservation"]
+        + 0.4 * table.loc["CancerGPT", "Batch correction"]
+    )
+    held = embedded.obs["held_out"].to_numpy()
+    assert 0 < held.sum() < len(held)
+    pretrained_on = set(embedded.obs.loc[~held, "patient"])
+    assert not pretrained_on & set(embedded.obs.loc[held, "patient"])
 
 
 @pytest.fixture(scope="module")

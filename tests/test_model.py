@@ -166,3 +166,29 @@ def test_foreign_data_embeds_in_any_row_order_and_is_never_registered(atlas):
         np.testing.assert_allclose(got, z[rows], atol=1e-6)
     # read, never registered: the AnnData is left as it was
     assert list(shuffled.obs.columns) == [] and dict(shuffled.uns) == {}
+
+
+def test_brief_pretraining_beats_random_weights_on_held_out_patients():
+    """kNN accuracy of the malignant state of new patients: briefly pretrained vs random."""
+    import scvi
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from cancergpt_scvi.datasets import simulate_malignant_atlas
+
+    atlas = simulate_malignant_atlas(
+        n_cells=900, n_genes=300, tissues=["Breast", "Lung"], n_patients_per_tissue=4, seed=5
+    )
+    held = atlas.obs["patient"].isin(["P00-0", "P01-0"]).to_numpy()
+    ref, query = atlas[~held].copy(), atlas[held].copy()
+    _setup(ref)
+
+    def accuracy(model):
+        knn = KNeighborsClassifier(15).fit(model.get_latent_representation(), ref.obs["cell_state"])
+        return knn.score(model.get_latent_representation(query), query.obs["cell_state"])
+
+    scvi.settings.seed = 0
+    random_weights = CancerGPTModel(ref, gene_embedding_init="random", **TINY)
+    scvi.settings.seed = 0
+    pretrained = CancerGPTModel(ref, **TINY)
+    pretrained.train(max_epochs=3, batch_size=64, enable_progress_bar=False)
+    assert accuracy(pretrained) > accuracy(random_weights) + 0.1

@@ -1,7 +1,8 @@
 """The model's input pipeline: gene vocabulary, per-cell binning, tokenisation, gene selection,
-input checks and oversampling weights."""
+input checks, oversampling weights and the starting gene embeddings."""
 
 from ._binning import BinningMode, bin_expression
+from ._gene_loadings import pca_gene_loadings
 from ._gene_symbols import gene_symbols
 from ._hvg import cell_ranger_hvg
 from ._oversampling import oversampling_weights
@@ -21,5 +22,6 @@ __all__ = [
     "check_unique_genes",
     "gene_symbols",
     "oversampling_weights",
+    "pca_gene_loadings",
     "tokenize",
 ]

@@ -70,6 +70,8 @@ def make_genetic_background(
     technologies: Sequence[str] = tuple(TECHNOLOGIES),
     biology_seed: int = 0,
     program_size: int = 40,
+    state_program_size: int | None = None,
+    state_effect: float = 1.6,
 ) -> GeneticBackground:
     """Draw gene names, genome order, baseline expression and the gene programs.
 
@@ -85,6 +87,11 @@ def make_genetic_background(
         Seed of everything in the background.
     program_size
         Genes per tissue or state program.
+    state_program_size
+        Genes per state program, if not ``program_size``.
+    state_effect
+        Mean log-fold effect of a state program on its genes (tissue programs: 2.0). Small
+        values on many genes give subtle states.
     """
     if n_genes < 4 * program_size:
         raise ValueError(f"n_genes={n_genes} is too small; use at least {4 * program_size}.")
@@ -94,16 +101,24 @@ def make_genetic_background(
     base_log_mean = rng.normal(-1.0, 1.3, size=n_genes)
     gene_length_z = rng.normal(0.0, 1.0, size=n_genes)
 
-    def program(name: str, scale: float) -> np.ndarray:
+    state_program_size = program_size if state_program_size is None else state_program_size
+    if not 0 < state_program_size <= n_genes:
+        raise ValueError(
+            f"state_program_size must be between 1 and n_genes={n_genes}, got {state_program_size}."
+        )
+    if state_effect < 0:
+        raise ValueError(f"state_effect must be non-negative, got {state_effect}.")
+
+    def program(name: str, scale: float, size: int) -> np.ndarray:
         # A per-name generator keeps programs stable whatever else is requested.
         prng = np.random.default_rng([biology_seed, *name.encode()])
         effect = np.zeros(n_genes)
-        genes = prng.choice(n_genes, size=program_size, replace=False)
-        effect[genes] = prng.gamma(4.0, scale / 4.0, size=program_size)
+        genes = prng.choice(n_genes, size=size, replace=False)
+        effect[genes] = prng.gamma(4.0, scale / 4.0, size=size)
         return effect
 
-    tissue_programs = {t: program(f"tissue:{t}", 2.0) for t in tissues}
-    state_programs = {s: program(f"state:{s}", 1.6) for s in states}
+    tissue_programs = {t: program(f"tissue:{t}", 2.0, program_size) for t in tissues}
+    state_programs = {s: program(f"state:{s}", state_effect, state_program_size) for s in states}
     technology_bias = {}
     for tech in technologies:
         params = TECHNOLOGIES.get(tech, {"bias_sd": 0.5})
@@ -296,6 +311,8 @@ def simulate_malignant_atlas(
     seed: int = 0,
     biology_seed: int = 0,
     patient_prefix: str = "P",
+    state_program_size: int | None = None,
+    state_effect: float = 1.6,
 ) -> ad.AnnData:
     """Simulate malignant cells of many tumours, tissues and technologies.
 
@@ -332,6 +349,10 @@ def simulate_malignant_atlas(
         Seed of the gene programs; keep it equal across data sets that should share biology.
     patient_prefix
         Prefix of patient names, to keep patients of different data sets apart.
+    state_program_size, state_effect
+        Genes per malignant-state program (default 40) and its mean log-fold effect (default
+        1.6): e.g. 100 genes at 0.4 give subtle states (see
+        :func:`make_genetic_background`).
 
     Returns
     -------
@@ -355,7 +376,15 @@ def simulate_malignant_atlas(
     tech_p = np.asarray([technologies[t] for t in tech_names], dtype=float)
     tech_p /= tech_p.sum()
 
-    bg = make_genetic_background(n_genes, tissue_names, states, tech_names, biology_seed)
+    bg = make_genetic_background(
+        n_genes,
+        tissue_names,
+        states,
+        tech_names,
+        biology_seed,
+        state_program_size=state_program_size,
+        state_effect=state_effect,
+    )
     state_matrix = np.stack([bg.state_programs[s] for s in states])
     cells_per_tissue = np.maximum(np.round(tissue_p * n_cells).astype(int), min_cells_per_tissue)
 

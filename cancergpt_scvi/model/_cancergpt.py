@@ -13,6 +13,7 @@ from typing import Literal
 
 import anndata as ad
 import numpy as np
+import scvi
 import torch
 from lightning.pytorch import LightningDataModule
 from scipy import sparse
@@ -31,6 +32,7 @@ from cancergpt_scvi.data import (
     check_expression,
     check_unique_genes,
     gene_symbols,
+    pca_gene_loadings,
 )
 from cancergpt_scvi.module import CancerGPTModule
 from cancergpt_scvi.release import (
@@ -79,6 +81,13 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         ``var_names`` of the genes that may become tokens (e.g. highly variable genes, as
         :meth:`load_pretrained` selects them); default: every gene in the vocabulary. The
         other genes stay in ``adata`` but never become tokens.
+    gene_embedding_init
+        Starting gene embeddings of the token genes: ``"pca"``, their loadings on the
+        principal components of ``adata``'s log-normalised expression
+        (:func:`~cancergpt_scvi.data.pca_gene_loadings`, at most 20,000 cells), so that
+        ``<cls>``, which pools its genes' embeddings, starts as a projection of the cell onto
+        the data's main axes of variation; ``"random"``, PyTorch's normal initialisation.
+        Weights loaded afterwards (:meth:`load`, :meth:`load_pretrained`) replace them.
     **module_kwargs
         Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
         arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``,
@@ -106,10 +115,15 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         vocab: GeneVocab | Mapping[str, int] | None = None,
         preset: Literal["cpu-small", "cpu-base", "release"] = "cpu-small",
         token_genes: Sequence[str] | None = None,
+        gene_embedding_init: Literal["pca", "random"] = "pca",
         registry: dict | None = None,
         **module_kwargs,
     ):
         super().__init__(adata, registry)
+        if gene_embedding_init not in ("pca", "random"):
+            raise ValueError(
+                f"gene_embedding_init must be 'pca' or 'random', got {gene_embedding_init!r}."
+            )
         if preset not in PRESETS:
             raise ValueError(f"Unknown preset {preset!r}; choose one of {list(PRESETS)}.")
         if adata is None and vocab is None:
@@ -156,6 +170,8 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             n_domains=n_domains,
             **config,
         )
+        if gene_embedding_init == "pca" and adata is not None:
+            self._init_gene_embeddings(adata, gene_ids)
         self._model_summary_string = (
             f"CancerGPTModel ({preset}: embed_dim={config['embed_dim']}, "
             f"n_layers={config['n_layers']}, n_heads={config['n_heads']}), "
@@ -164,6 +180,19 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         )
         vocab = vocab.to_dict()  # stored as a plain mapping in init_params_
         self.init_params_ = self._get_init_params(locals())
+
+    def _init_gene_embeddings(self, adata: ad.AnnData, gene_ids: np.ndarray) -> None:
+        """Set the token genes' embeddings to their PCA loadings on ``adata``."""
+        tokens = np.flatnonzero(gene_ids != self.vocab.pad_id)
+        if len(tokens) == 0:
+            return
+        layer = self.registry_["setup_args"]["layer"]
+        loadings = pca_gene_loadings(
+            adata, self.module.embed_dim, layer=layer, genes=tokens, seed=scvi.settings.seed
+        )
+        table = self.module.gene_encoder.embedding.weight
+        with torch.no_grad():
+            table[torch.as_tensor(gene_ids[tokens])] = torch.as_tensor(loadings, dtype=table.dtype)
 
     # -- data registration ------------------------------------------------------------------
     @classmethod
@@ -230,7 +259,7 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         self,
         max_epochs: int | None = None,
         batch_size: int = 64,
-        lr: float = 1e-3,
+        lr: float = 1e-4,
         oversample: bool = True,
         adversarial_weight: float = 0.003,
         adversarial_schedule: Literal["constant", "linear", "dann"] = "dann",

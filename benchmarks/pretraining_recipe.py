@@ -1,0 +1,233 @@
+"""Parts of the pretraining recipe, one at a time, on the new-patients protocol.
+
+Pretrains ``CancerGPTModel(preset="cpu-small")`` on the pretraining patients of the
+``new_patients`` protocol of ``benchmarks/integration.py`` (same simulated atlas, same
+held-out third of every tissue's patients), once per variant and seed, and scores the
+held-out patients' zero-shot embedding:
+
+- ``kNN macro-F1``: a 15-nearest-neighbour vote fitted on the pretraining cells' embedding
+  labels the query cells' malignant states (scikit-learn);
+- scib-metrics' batch correction, bio conservation and total on the query cells with
+  batch = patient and batch = technology
+  (:func:`cancergpt_scvi.benchmark.benchmark_integration`, no baselines: those are the
+  integration benchmark's).
+
+Variants (``--variants``, any of :data:`VARIANTS`) change one part of the recipe from the
+library's defaults: the starting gene embeddings (``gene_embedding_init``), the learning
+rate, the adversarial weight, the epochs (0: the initialised model, untrained), the token
+genes (a fixed set of highly variable genes instead of each cell's expressed genes).
+
+First (``--no-token-ceilings`` to skip) prints what each token choice leaves to read:
+the kNN macro-F1 of PCA on the bins of all genes, of each cell's 127 most expressed genes
+(the genes it is embedded with) and of 127 of its expressed genes drawn at random (what
+pretraining reads). Then one line per run and the mean ± sd over seeds per variant; writes
+``token_ceilings.csv``, ``recipe_results.csv`` and ``recipe_summary.csv`` to ``--out``.
+
+Run from the repository root (about 100 s per variant and seed on a 2-core CPU)::
+
+    python benchmarks/pretraining_recipe.py --variants default random-init random-init-lr1e-3
+    python benchmarks/pretraining_recipe.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scvi
+import torch
+from _smoke import parse_args as parse_smoke
+from integration import split_new_patients
+from sklearn.decomposition import PCA
+from sklearn.metrics import f1_score
+from sklearn.neighbors import KNeighborsClassifier
+
+from cancergpt_scvi.benchmark import benchmark_integration
+from cancergpt_scvi.data import bin_expression, cell_ranger_hvg
+from cancergpt_scvi.datasets import simulate_malignant_atlas
+from cancergpt_scvi.model import CancerGPTModel
+
+#: ``name: (CancerGPTModel arguments, train arguments)``; ``hvg`` in the model arguments picks
+#: that many highly variable genes (cell_ranger flavour, batch-aware) as fixed tokens.
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "default": ({}, {}),
+    "untrained": ({}, {"max_epochs": 0}),
+    "adversary-0": ({}, {"adversarial_weight": 0.0}),
+    "adversary-0.003": ({}, {"adversarial_weight": 0.003}),
+    "adversary-0.03": ({}, {"adversarial_weight": 0.03}),
+    "lr1e-3": ({}, {"lr": 1e-3}),
+    "20-epochs": ({}, {"max_epochs": 20}),
+    "random-init": ({"gene_embedding_init": "random"}, {}),
+    "random-init-lr1e-3": ({"gene_embedding_init": "random"}, {"lr": 1e-3}),
+    "random-init-untrained": ({"gene_embedding_init": "random"}, {"max_epochs": 0}),
+    "fixed-127-hvg": ({"hvg": 127, "gene_selection": "fixed"}, {}),
+}
+SMOKE = {
+    "atlas_cells": 450,
+    "patients_per_tissue": 3,
+    "n_genes": 200,
+    "epochs": 1,
+    "seeds": [0],
+    "variants": ["default", "untrained"],
+    "out": None,
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["default"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--atlas-cells", type=int, default=4500)
+    parser.add_argument("--patients-per-tissue", type=int, default=6)
+    parser.add_argument("--holdout", type=float, default=1 / 3)
+    parser.add_argument("--n-genes", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs unless a variant says")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--token-ceilings",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also print what each token choice leaves to read (PCA + kNN on the bins)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("recipe_benchmark"))
+    return parse_smoke(parser, SMOKE)
+
+
+def run(ref, query, name: str, seed: int, args) -> dict:
+    """Pretrain one variant with one seed; score the query cells."""
+    model_kwargs, train_kwargs = (dict(part) for part in VARIANTS[name])
+    scvi.settings.seed = seed
+    start = time.perf_counter()
+    if "hvg" in model_kwargs:
+        hvg = cell_ranger_hvg(ref, model_kwargs.pop("hvg"), batch_key="batch")
+        model_kwargs["token_genes"] = list(ref.var_names[hvg["highly_variable"].to_numpy()])
+    model = CancerGPTModel(ref, preset="cpu-small", **model_kwargs)
+    epochs = train_kwargs.pop("max_epochs", args.epochs)
+    if epochs > 0:
+        model.train(max_epochs=epochs, enable_progress_bar=False, **train_kwargs)
+    seconds = time.perf_counter() - start
+    z_ref = model.get_latent_representation(progress_bar=False)
+    z_query = model.get_latent_representation(query, progress_bar=False)
+    knn = KNeighborsClassifier(n_neighbors=15).fit(z_ref, ref.obs["cell_state"])
+    row = {
+        "variant": name,
+        "seed": seed,
+        "epochs": epochs,
+        "kNN macro-F1": f1_score(query.obs["cell_state"], knn.predict(z_query), average="macro"),
+        "pretraining s": seconds,
+    }
+    work = query.copy()
+    work.obsm["X_cancergpt"] = z_query
+    for batch in ("patient", "technology"):
+        with contextlib.redirect_stdout(io.StringIO()):
+            tidy = benchmark_integration(
+                work,
+                batch_key=batch,
+                label_key="cell_state",
+                embeddings={"CancerGPT": "X_cancergpt"},
+                baselines=(),
+                umap=False,
+                progress_bar=False,
+                seed=seed,
+            )
+        wide = tidy.pivot(index="method", columns="metric", values="value").loc["CancerGPT"]
+        for agg in ("Batch correction", "Bio conservation", "Total"):
+            row[f"{agg} ({batch})"] = float(wide[agg])
+    return row
+
+
+def token_ceilings(ref, query, n_tokens: int = 127, seed: int = 0) -> pd.Series:
+    """What a token choice leaves to read: kNN macro-F1 of PCA on the chosen genes' bins.
+
+    Each cell's expression is binned (:func:`~cancergpt_scvi.data.bin_expression`); the bins
+    of all genes, of the cell's ``n_tokens`` most expressed genes (the genes a cell is
+    embedded with) or of ``n_tokens`` expressed genes drawn at random (the genes it is
+    pretrained on) are kept, the rest set to 0; PCA (50 components) of the pretraining cells,
+    query projected, 15-nearest-neighbour vote of the state.
+    """
+    rng = np.random.default_rng(seed)
+    bins = {
+        name: bin_expression(torch.as_tensor(a.X.toarray())).numpy()
+        for name, a in (("ref", ref), ("query", query))
+    }
+
+    def keep(b: np.ndarray, score: np.ndarray) -> np.ndarray:
+        idx = np.argsort(-score, axis=1)[:, :n_tokens]
+        out = np.zeros_like(b)
+        np.put_along_axis(out, idx, np.take_along_axis(b, idx, axis=1), axis=1)
+        return out
+
+    choices = {
+        "all genes": lambda b: b,
+        f"{n_tokens} most expressed": lambda b: keep(b, b),
+        f"{n_tokens} expressed at random": lambda b: keep(
+            b, np.where(b > 0, rng.random(b.shape), -1)
+        ),
+    }
+    out = {}
+    for name, choose in choices.items():
+        r, q = choose(bins["ref"]), choose(bins["query"])
+        pca = PCA(n_components=50, random_state=0).fit(r)
+        knn = KNeighborsClassifier(n_neighbors=15).fit(pca.transform(r), ref.obs["cell_state"])
+        pred = knn.predict(pca.transform(q))
+        out[name] = f1_score(query.obs["cell_state"], pred, average="macro")
+    return pd.Series(out, name="kNN macro-F1 of PCA on the chosen bins")
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    logging.getLogger("scvi").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atlas = simulate_malignant_atlas(
+        n_cells=args.atlas_cells,
+        n_genes=args.n_genes,
+        n_patients_per_tissue=args.patients_per_tissue,
+        seed=args.data_seed,
+        patient_prefix="P",
+    )
+    ref, query = split_new_patients(atlas, args)
+    CancerGPTModel.setup_anndata(
+        ref, batch_key="batch", technology_key="technology", tissue_key="tissue"
+    )
+    print(f"pretraining: {ref.n_obs} cells; query: {query.n_obs} cells of new patients")
+    if args.token_ceilings:
+        ceilings = token_ceilings(ref, query)
+        print(ceilings.round(3).to_string(), flush=True)
+        ceilings.to_csv(args.out / "token_ceilings.csv")
+    rows = []
+    for name in args.variants:
+        for seed in args.seeds:
+            row = run(ref, query, name, seed, args)
+            rows.append(row)
+            print(
+                ", ".join(
+                    f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                ),
+                flush=True,
+            )
+    results = pd.DataFrame(rows)
+    results.to_csv(args.out / "recipe_results.csv", index=False)
+    metrics = [c for c in results.columns if c not in ("variant", "seed", "epochs")]
+    grouped = results.groupby("variant", sort=False)[metrics]
+    summary = grouped.agg(["mean", "std"])
+    summary.to_csv(args.out / "recipe_summary.csv")
+    text = pd.DataFrame(index=summary.index)
+    for m in metrics:
+        sd = summary[(m, "std")].fillna(0.0)
+        text[m] = [f"{a:.3f} ± {b:.3f}" for a, b in zip(summary[(m, "mean")], sd, strict=True)]
+    print(f"\nMean ± sd over seeds {args.seeds}:\n")
+    print(text.to_string())
+    print(f"\nresults in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
