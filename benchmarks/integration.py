@@ -1,6 +1,6 @@
-"""Zero-shot batch integration, two protocols and several seeds: CancerGPT vs PCA, scVI, Harmony.
+"""Zero-shot batch integration, three protocols and several seeds: CancerGPT vs PCA, scVI, Harmony.
 
-Two protocols, both scored with scib-metrics by
+Two protocols are scored with scib-metrics by
 :func:`cancergpt_scvi.benchmark.benchmark_integration` (label = malignant state,
 ``obs["cell_state"]``), each twice: batch = patient and batch = technology. PCA, Harmony and
 scVI are computed on the query cells themselves, with that batch definition; CancerGPT embeds
@@ -48,7 +48,8 @@ method), ``cancergpt_embeddings_<protocol>.npz`` (the query and pretraining cell
 embeddings, for ``--reuse-embeddings``) and, for the first seed, scib-metrics' table and the
 UMAPs of every method in ``<protocol>_<batch>/``.
 
-Run from the repository root (about 30 minutes on a 2-core CPU; run it alone)::
+Run from the repository root (about 20 minutes on a 2-core CPU, 33 with ``--ablation``; run it
+alone)::
 
     python benchmarks/integration.py --out docs/_static/integration
     python benchmarks/integration.py --protocol new_tissue --seeds 0 --epochs 20 --out DIR
@@ -58,7 +59,7 @@ Run from the repository root (about 30 minutes on a 2-core CPU; run it alone)::
 (``adversarial_weight=0``, same seeds) and scores it as ``CancerGPT (no adversary)``, with
 the issue's adversary check (batch = technology); it doubles the pretraining time.
 
-``--smoke`` runs both protocols at the smallest size (about 75 s on a 2-core CPU, most of it
+``--smoke`` runs every protocol at the smallest size (about 75 s on a 2-core CPU, most of it
 numba compiling kBET's nearest neighbours once): an atlas of about 450 cells of 200 genes
 (3 patients per tissue, one held out), a glioblastoma set of 200 cells from 4 patients,
 1 pretraining epoch, 1 scVI epoch, 1 seed, batch = patient only (``--batches patient
