@@ -28,3 +28,16 @@ def test_loadings_of_chosen_genes_and_filler_columns(atlas):
     assert wide.shape == (atlas.n_vars, 16) and np.isfinite(wide).all()
     with pytest.raises(ValueError, match="n_components"):
         pca_gene_loadings(atlas, 0)
+
+
+def test_backed_data_give_the_same_loadings(atlas, tmp_path):
+    import anndata as ad
+
+    path = tmp_path / "atlas.h5ad"
+    atlas.write_h5ad(path)
+    genes = np.arange(0, atlas.n_vars, 2)
+    in_memory = pca_gene_loadings(atlas, 6, genes=genes, max_cells=150, seed=2)
+    backed = pca_gene_loadings(
+        ad.read_h5ad(path, backed="r"), 6, genes=genes, max_cells=150, seed=2
+    )
+    np.testing.assert_array_equal(in_memory, backed)
