@@ -202,27 +202,26 @@ def split_new_patients(atlas: ad.AnnData, args) -> tuple[ad.AnnData, ad.AnnData]
     return _clean(atlas[~query]), _clean(atlas[query])
 
 
-def make_data(args) -> dict[str, tuple[ad.AnnData, ad.AnnData]]:
-    """``{protocol: (pretraining cells, query cells)}``, simulated once from ``--data-seed``."""
-    atlas = simulate_malignant_atlas(
+def simulate_atlas(args, patient_prefix: str = "P", **state_settings) -> ad.AnnData:
+    """The pan-cancer atlas of ``--atlas-cells``, ``--n-genes``, ``--patients-per-tissue``."""
+    return simulate_malignant_atlas(
         n_cells=args.atlas_cells,
         n_genes=args.n_genes,
         n_patients_per_tissue=args.patients_per_tissue,
         seed=args.data_seed,
-        patient_prefix="P",
+        patient_prefix=patient_prefix,
+        **state_settings,
     )
+
+
+def make_data(args) -> dict[str, tuple[ad.AnnData, ad.AnnData]]:
+    """``{protocol: (pretraining cells, query cells)}``, simulated once from ``--data-seed``."""
+    atlas = simulate_atlas(args)
     data = {}
     if "new_patients" in args.protocol:
         data["new_patients"] = split_new_patients(atlas, args)
     if "subtle_states" in args.protocol:
-        subtle = simulate_malignant_atlas(
-            n_cells=args.atlas_cells,
-            n_genes=args.n_genes,
-            n_patients_per_tissue=args.patients_per_tissue,
-            seed=args.data_seed,
-            patient_prefix="S",
-            **SUBTLE_STATES,
-        )
+        subtle = simulate_atlas(args, patient_prefix="S", **SUBTLE_STATES)
         data["subtle_states"] = split_new_patients(subtle, args)
     if "new_tissue" in args.protocol:
         gbm = simulate_glioblastoma(

@@ -43,14 +43,13 @@ import pandas as pd
 import scvi
 import torch
 from _smoke import parse_args as parse_smoke
-from integration import split_new_patients
+from integration import simulate_atlas, split_new_patients
 from sklearn.decomposition import PCA
 from sklearn.metrics import f1_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from cancergpt_scvi.benchmark import benchmark_integration
 from cancergpt_scvi.data import bin_expression, cell_ranger_hvg
-from cancergpt_scvi.datasets import simulate_malignant_atlas
 from cancergpt_scvi.model import CancerGPTModel
 
 #: ``name: (CancerGPTModel arguments, train arguments)``; ``hvg`` in the model arguments picks
@@ -187,14 +186,7 @@ def main() -> None:
     logging.getLogger("scvi").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    atlas = simulate_malignant_atlas(
-        n_cells=args.atlas_cells,
-        n_genes=args.n_genes,
-        n_patients_per_tissue=args.patients_per_tissue,
-        seed=args.data_seed,
-        patient_prefix="P",
-    )
-    ref, query = split_new_patients(atlas, args)
+    ref, query = split_new_patients(simulate_atlas(args), args)
     CancerGPTModel.setup_anndata(
         ref, batch_key="batch", technology_key="technology", tissue_key="tissue"
     )

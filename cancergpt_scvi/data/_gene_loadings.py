@@ -53,12 +53,9 @@ def pca_gene_loadings(
     if adata.n_obs > max_cells:
         rows = np.sort(rng.choice(adata.n_obs, size=max_cells, replace=False))
     cols = np.arange(adata.n_vars) if genes is None else np.asarray(genes)
-    # rows and columns selected before reading: a backed or large AnnData is read once, in part
-    view = adata[rows, cols] if adata.isbacked else adata
-    matrix = view.X if layer is None else view.layers[layer]
-    if not adata.isbacked:
-        matrix = matrix[rows][:, cols]
-    counts = sparse.csr_matrix(matrix, dtype=np.float32)
+    # a view: only the chosen rows and columns are read (backed data included)
+    view = adata[rows, cols]
+    counts = sparse.csr_matrix(view.X if layer is None else view.layers[layer], dtype=np.float32)
     work = ad.AnnData(X=counts)
     sc.pp.normalize_total(work, target_sum=1e4)
     sc.pp.log1p(work)

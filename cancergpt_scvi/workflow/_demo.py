@@ -65,7 +65,6 @@ def run_demo(
     import importlib.util
 
     import matplotlib.pyplot as plt
-    import numpy as np
     import scanpy as sc
     import scvi
 
@@ -141,7 +140,6 @@ def run_demo(
         fig.savefig(paths[f"umap_{column}"], dpi=120, bbox_inches="tight")
         plt.close(fig)
     paths["h5ad"] = out / "atlas_embedded.h5ad"
-    adata.obs["held_out"] = adata.obs["held_out"].astype(np.bool_)
     adata.write_h5ad(paths["h5ad"])
     logger.info("Demo finished in %.0f s; outputs in %s.", time.perf_counter() - start, out)
     return paths
