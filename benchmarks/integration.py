@@ -148,6 +148,12 @@ def parse_args() -> argparse.Namespace:
         "--epochs", type=int, default=6, help="pretraining epochs (cancergpt-scvi demo: 6)"
     )
     parser.add_argument("--scvi-epochs", type=int, default=200)
+    parser.add_argument(
+        "--adversarial-weight",
+        type=float,
+        default=None,
+        help="weight of the adversarial losses (default: the model's default)",
+    )
     parser.add_argument("--clustering", default="kmeans", choices=["kmeans", "leiden"])
     parser.add_argument("--ablation", action="store_true", help="also pretrain without adv./os.")
     parser.add_argument(
@@ -249,7 +255,11 @@ def pretrain(ref: ad.AnnData, args, seed: int, ablated: bool = False) -> CancerG
     """The default recipe (``cancergpt-scvi demo``); ``ablated``: without the adversary."""
     scvi.settings.seed = seed
     model = CancerGPTModel(ref, preset=args.preset)
-    extra = {"adversarial_weight": 0.0} if ablated else {}
+    extra = {}
+    if ablated:
+        extra["adversarial_weight"] = 0.0
+    elif args.adversarial_weight is not None:
+        extra["adversarial_weight"] = args.adversarial_weight
     model.train(max_epochs=args.epochs, enable_progress_bar=False, **extra)
     return model
 

@@ -15,6 +15,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 #: Subpackages, imported on first use.
 _SUBPACKAGES = (
+    "annotation",
     "benchmark",
     "bulk",
     "corpus",
@@ -33,6 +34,7 @@ _SUBPACKAGES = (
 #: Models, from the subpackage that holds each.
 _MODELS = {
     "CancerGPTModel": "model",
+    "CellStateModel": "annotation",
     "DrugResponseModel": "drug_response",
     "SurvivalModel": "survival",
 }

@@ -1,0 +1,114 @@
+"""CellStateModule: a classifier of cell states on CancerGPT embeddings, optionally fine-tuning."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+from cancergpt_scvi.module import CancerGPTModule
+
+#: Registry key of the embedding the classifier reads (``REGISTRY_KEYS`` has none for it).
+EMBEDDING_KEY = "embedding"
+
+
+class CellStateModule(BaseModuleClass):
+    """Cell-state classifier over the CancerGPT cell embedding.
+
+    The embedding is standardised (mean and sd of the training cells' embeddings) and passed
+    through an MLP with one hidden layer (or a linear layer, ``n_hidden=0``) to one logit per
+    state. With an ``encoder``, the embedding is computed from the expression by that
+    CancerGPT module in the same step, so that training fine-tunes the encoder with the
+    classifier.
+
+    Parameters
+    ----------
+    n_input
+        Dimensions of the embedding.
+    n_labels
+        Number of states.
+    n_hidden
+        Hidden units (0: a linear classifier, multinomial logistic regression).
+    dropout
+        Dropout on the standardised embedding and the hidden layer.
+    encoder
+        A :class:`~cancergpt_scvi.module.CancerGPTModule` to fine-tune; ``None`` reads
+        precomputed embeddings.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_labels: int,
+        n_hidden: int = 128,
+        dropout: float = 0.1,
+        encoder: CancerGPTModule | None = None,
+    ):
+        super().__init__()
+        if n_labels < 2:
+            raise ValueError(f"A classifier needs at least 2 states, got {n_labels}.")
+        self.n_input, self.n_labels = n_input, n_labels
+        self.encoder = encoder
+        self.register_buffer("z_mean", torch.zeros(n_input))
+        self.register_buffer("z_scale", torch.ones(n_input))
+        if n_hidden > 0:
+            self.classifier = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(n_input, n_hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(n_hidden, n_labels),
+            )
+        else:
+            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_input, n_labels))
+
+    def set_standardization(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        """Fix the embedding's centring and scaling (``scale`` of 0 is treated as 1)."""
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        self.z_mean.copy_(torch.as_tensor(mean, dtype=self.z_mean.dtype))
+        self.z_scale.copy_(torch.as_tensor(scale, dtype=self.z_scale.dtype))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's L2-normalised ``<cls>`` output, with gradients (fine-tuning)."""
+        tokens = self.encoder.tokenize(x)
+        return F.normalize(self.encoder.encode(tokens, cls_only=True)[:, 0].float(), dim=-1)
+
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        """State logits ``(B, n_labels)`` of embeddings ``z``."""
+        return self.classifier((z - self.z_mean) / self.z_scale)
+
+    # -- scvi-tools module contract ---------------------------------------------------------
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
+        if self.encoder is not None:
+            return {"x": tensors[REGISTRY_KEYS.X_KEY]}
+        return {"x": tensors[EMBEDDING_KEY]}
+
+    def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
+        return {"z": inference_outputs["z"]}
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor) -> dict:
+        """The cell embedding: ``x`` itself, or the encoder's embedding of expression ``x``."""
+        return {"z": self.embed(x) if self.encoder is not None else x.float()}
+
+    @auto_move_data
+    def generative(self, z: torch.Tensor) -> dict:
+        """State logits of the embedding."""
+        return {"logits": self.classify(z)}
+
+    def loss(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict, generative_outputs: dict
+    ) -> LossOutput:
+        """Cross-entropy of the known states; the accuracy is logged alongside."""
+        logits = generative_outputs["logits"]
+        y = tensors[REGISTRY_KEYS.LABELS_KEY].long().view(-1)
+        ce = F.cross_entropy(logits, y, reduction="none")
+        accuracy = (logits.argmax(dim=-1) == y).float().mean()
+        return LossOutput(
+            loss=ce.mean(),
+            reconstruction_loss=ce,
+            n_obs_minibatch=len(y),
+            extra_metrics={"accuracy": accuracy},
+        )

@@ -1,0 +1,232 @@
+"""Label transfer: a distance-weighted nearest-neighbour vote from an annotated reference."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import NearestNeighbors
+
+from cancergpt_scvi._listing import listing
+
+if TYPE_CHECKING:
+    from cancergpt_scvi.model import CancerGPTModel
+
+logger = logging.getLogger(__name__)
+
+#: The label given to cells whose uncertainty is above the threshold.
+UNKNOWN = "unknown"
+
+# quantile of the reference's own neighbour distances beyond which a query cell counts as
+# lying away from the reference: its vote is discounted the further it lies beyond
+_TYPICAL_DISTANCE_QUANTILE = 0.95
+
+
+def reference_labels(reference: ad.AnnData, label_key: str) -> pd.Categorical:
+    """The reference's labels as a categorical, with a clear error when they are missing."""
+    if label_key not in reference.obs:
+        raise KeyError(
+            f"label_key={label_key!r} is not a column of reference.obs "
+            f"(columns: {listing(reference.obs.columns)}); pass the column with the annotation."
+        )
+    labels = reference.obs[label_key]
+    missing = labels.isna().to_numpy()
+    if missing.all():
+        raise ValueError(f"reference.obs[{label_key!r}] holds no labels (all missing).")
+    if missing.any():
+        raise ValueError(
+            f"reference.obs[{label_key!r}] is missing for {int(missing.sum())} cells "
+            f"({listing(reference.obs_names[missing], 3)}); drop the unannotated cells from the "
+            "reference (reference[reference.obs[label_key].notna()])."
+        )
+    return pd.Categorical(labels.astype(str))
+
+
+def embedding_of(
+    adata: ad.AnnData,
+    use_rep: str,
+    what: str,
+    model: CancerGPTModel | None = None,
+    chunk_size: int = 10_000,
+) -> np.ndarray:
+    """``adata.obsm[use_rep]`` as float32, or the model's embedding of ``adata``, checked finite.
+
+    Parameters
+    ----------
+    adata
+        Cells with the embedding in ``obsm`` (dense, sparse or backed ``X``).
+    use_rep
+        ``obsm`` key of the embedding.
+    what
+        How the cells are named in error messages (``"reference"``, ``"query"``).
+    model
+        A :class:`~cancergpt_scvi.model.CancerGPTModel` that embeds ``adata`` (chunk by chunk,
+        also backed) when ``obsm[use_rep]`` is absent; the result is stored there.
+    chunk_size
+        Cells read at a time by ``model``.
+    """
+    if use_rep not in adata.obsm:
+        if model is None:
+            raise KeyError(
+                f"The {what} has no obsm[{use_rep!r}] (obsm holds: "
+                f"{listing(adata.obsm.keys()) or 'nothing'}). Embed it first, e.g. "
+                f"{what}.obsm[{use_rep!r}] = model.get_latent_representation({what}), or pass "
+                "model= to embed it here."
+            )
+        adata.obsm[use_rep] = model.get_latent_representation(
+            adata, chunk_size=chunk_size, progress_bar=False
+        )
+    z = np.asarray(adata.obsm[use_rep], dtype=np.float32)
+    if z.ndim != 2 or z.shape[0] != adata.n_obs:
+        raise ValueError(
+            f"{what}.obsm[{use_rep!r}] must be a (cells, dimensions) array, got shape {z.shape}."
+        )
+    bad = ~np.isfinite(z).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{what}.obsm[{use_rep!r}] has NaN or infinite values in {int(bad.sum())} cells "
+            f"({listing(adata.obs_names[bad], 3)}); embed those cells again or drop them."
+        )
+    return z
+
+
+def transfer_labels(
+    reference: ad.AnnData,
+    query: ad.AnnData,
+    label_key: str,
+    use_rep: str = "X_cancergpt",
+    k: int = 15,
+    unknown_threshold: float | None = 0.5,
+    model: CancerGPTModel | None = None,
+    chunk_size: int = 10_000,
+    inplace: bool = True,
+) -> pd.DataFrame:
+    """Transfer labels from an annotated reference to query cells by their nearest neighbours.
+
+    Each query cell's ``k`` nearest reference cells in the embedding vote with weights
+    ``exp(-(d / s)^2)``, ``d`` the distance and ``s`` the median distance of reference cells to
+    their own ``k``-th neighbour. The predicted label is the one with the largest vote share;
+    the uncertainty is ``1 - share x discount``, where the discount is 1 for a cell whose mean
+    neighbour distance is within what 95% of reference cells have among themselves (``t``),
+    and ``exp(-(dbar - t) / t)`` beyond: a cell of a state the reference lacks may agree with
+    neighbours that are all far away, and is uncertain for that reason.
+
+    Parameters
+    ----------
+    reference
+        Annotated cells with the embedding in ``obsm[use_rep]``.
+    query
+        Cells to annotate, with ``obsm[use_rep]`` (or ``model``); may be opened with
+        ``backed="r"``. Its labels, if any, are not read.
+    label_key
+        ``obs`` column of ``reference`` with the labels.
+    use_rep
+        ``obsm`` key of the embedding in both AnnDatas.
+    k
+        Neighbours per query cell.
+    unknown_threshold
+        Cells with an uncertainty above it are labelled ``"unknown"``; ``None`` labels every
+        cell with its best vote.
+    model
+        A :class:`~cancergpt_scvi.model.CancerGPTModel` that embeds ``reference`` or ``query``
+        where ``obsm[use_rep]`` is missing (stored there).
+    chunk_size
+        Query cells searched at a time (memory is bounded by it).
+    inplace
+        Write ``query.obs[label_key + "_pred"]`` (categorical) and
+        ``query.obs[label_key + "_uncertainty"]``.
+
+    Returns
+    -------
+    DataFrame indexed by the query's ``obs_names`` with columns ``label_key + "_pred"``,
+    ``label_key + "_uncertainty"`` and the vote share of every reference label.
+
+    Examples
+    --------
+    >>> reference.obsm["X_cancergpt"] = model.get_latent_representation(reference)
+    >>> query.obsm["X_cancergpt"] = model.get_latent_representation(query)
+    >>> transfer_labels(reference, query, label_key="state")
+    >>> query.obs[["state_pred", "state_uncertainty"]]
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}.")
+    if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
+        raise ValueError(f"unknown_threshold must be in [0, 1] or None, got {unknown_threshold}.")
+    labels = reference_labels(reference, label_key)
+    z_ref = embedding_of(reference, use_rep, "reference", model, chunk_size)
+    z_query = embedding_of(query, use_rep, "query", model, chunk_size)
+    if z_ref.shape[1] != z_query.shape[1]:
+        raise ValueError(
+            f"reference.obsm[{use_rep!r}] has {z_ref.shape[1]} dimensions and the query's "
+            f"{z_query.shape[1]}: embed both with the same model."
+        )
+    if reference.n_obs < 2:
+        raise ValueError("The reference needs at least 2 cells.")
+    k = min(k, reference.n_obs - 1)
+    if UNKNOWN in labels.categories:
+        raise ValueError(
+            f"reference.obs[{label_key!r}] uses the label {UNKNOWN!r}, which marks uncertain "
+            "cells; rename it."
+        )
+
+    index = NearestNeighbors(n_neighbors=k).fit(z_ref)
+    # the reference's own scale: distances to its neighbours, itself left out
+    own = np.concatenate(
+        [
+            index.kneighbors(z_ref[s : s + chunk_size], n_neighbors=k + 1)[0][:, 1:]
+            for s in range(0, len(z_ref), chunk_size)
+        ]
+    )
+    scale = max(float(np.median(own[:, -1])), np.finfo(np.float32).eps)
+    typical = max(
+        float(np.quantile(own.mean(axis=1), _TYPICAL_DISTANCE_QUANTILE)),
+        np.finfo(np.float32).eps,
+    )
+
+    codes = labels.codes
+    n_labels = len(labels.categories)
+    shares = np.zeros((len(z_query), n_labels))
+    mean_distance = np.zeros(len(z_query))
+    for s in range(0, len(z_query), chunk_size):
+        dist, nbr = index.kneighbors(z_query[s : s + chunk_size])
+        # weights relative to the nearest neighbour, so that far cells do not underflow
+        w = np.exp(-((dist / scale) ** 2 - (dist[:, :1] / scale) ** 2))
+        block = np.zeros((len(dist), n_labels))
+        np.add.at(block, (np.arange(len(dist))[:, None], codes[nbr]), w)
+        shares[s : s + len(dist)] = block / block.sum(axis=1, keepdims=True)
+        mean_distance[s : s + len(dist)] = dist.mean(axis=1)
+
+    discount = np.exp(-np.clip(mean_distance - typical, 0, None) / typical)
+    best = shares.argmax(axis=1)
+    uncertainty = 1.0 - shares[np.arange(len(best)), best] * discount
+    predicted = np.asarray(labels.categories)[best].astype(object)
+    categories = list(labels.categories)
+    if unknown_threshold is not None:
+        predicted[uncertainty > unknown_threshold] = UNKNOWN
+        categories.append(UNKNOWN)
+    pred_key, unc_key = f"{label_key}_pred", f"{label_key}_uncertainty"
+    result = pd.DataFrame(
+        {
+            pred_key: pd.Categorical(predicted, categories=categories),
+            unc_key: uncertainty,
+            **{str(c): shares[:, i] for i, c in enumerate(labels.categories)},
+        },
+        index=query.obs_names.copy(),
+    )
+    if inplace:
+        query.obs[pred_key] = result[pred_key].values
+        query.obs[unc_key] = uncertainty
+    n_unknown = int((predicted == UNKNOWN).sum())
+    logger.info(
+        "Transferred %s to %d cells from %d reference cells (%d unknown).",
+        label_key,
+        len(z_query),
+        len(z_ref),
+        n_unknown,
+    )
+    return result

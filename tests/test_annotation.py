@@ -1,0 +1,247 @@
+"""Label transfer and the cell-state head: accuracy, uncertainty, persistence, bad input."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scvi
+import torch
+
+from cancergpt_scvi.annotation import (
+    UNKNOWN,
+    CellStateModel,
+    annotation_scores,
+    transfer_labels,
+)
+from cancergpt_scvi.plotting import plot_confusion_matrix
+from tests.conftest import TINY
+
+LABEL = "cell_state"
+
+
+@pytest.fixture(scope="module")
+def separated_model():
+    """A tiny CancerGPT briefly pretrained on an atlas of well-separated states."""
+
+    from cancergpt_scvi import CancerGPTModel
+    from cancergpt_scvi.datasets import simulate_malignant_atlas
+
+    adata = simulate_malignant_atlas(
+        n_cells=400,
+        n_genes=300,
+        tissues={"Breast": 0.7, "Brain": 0.2, "Kidney": 0.1},
+        n_patients_per_tissue=2,
+        state_effect=3.0,
+        seed=3,
+    )
+    scvi.settings.seed = 0
+    CancerGPTModel.setup_anndata(
+        adata, batch_key="batch", technology_key="technology", tissue_key="tissue"
+    )
+    model = CancerGPTModel(adata, **TINY)
+    model.train(max_epochs=4, batch_size=64, enable_progress_bar=False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def embedded(separated_model):
+    """That atlas with its CancerGPT embedding."""
+    adata = separated_model.adata.copy()
+    adata.obsm["X_cancergpt"] = separated_model.get_latent_representation(progress_bar=False)
+    return adata
+
+
+def _split_patients(adata: ad.AnnData) -> np.ndarray:
+    """Every other patient: the query's cells."""
+    patients = sorted(adata.obs["patient"].unique())
+    return adata.obs["patient"].isin(patients[::2]).to_numpy()
+
+
+def _blobs(n_per_state: int, states: list[str], seed: int, dim: int = 8) -> ad.AnnData:
+    """Cells as points around one centre per state (unit sd, centres 10 apart)."""
+    rng = np.random.default_rng(seed)
+    centres = {s: 10 * np.eye(dim)[i] for i, s in enumerate(states)}
+    z = np.concatenate([centres[s] + rng.normal(size=(n_per_state, dim)) for s in states])
+    obs = pd.DataFrame({LABEL: np.repeat(states, n_per_state)})
+    obs.index = [f"c{seed}-{i}" for i in range(len(obs))]
+    adata = ad.AnnData(np.zeros((len(obs), 1), dtype=np.float32), obs=obs)
+    adata.obsm["X_cancergpt"] = z.astype(np.float32)
+    return adata
+
+
+def test_reference_embeds_back_onto_itself(embedded):
+    query = embedded.copy()
+    transfer_labels(embedded, query, LABEL)
+    truth = embedded.obs[LABEL].astype(str).to_numpy()
+    accuracy = (query.obs[f"{LABEL}_pred"].astype(str).to_numpy() == truth).mean()
+    assert accuracy >= 0.95
+    assert query.obs[f"{LABEL}_uncertainty"].between(0, 1).all()
+
+
+def test_unseen_state_gets_high_uncertainty(embedded):
+    held_out = _split_patients(embedded)
+    query = embedded[held_out].copy()
+    unknown_share = []
+    for unseen in sorted(embedded.obs[LABEL].unique()):
+        # the reference: other patients, without this state
+        reference = embedded[~held_out & (embedded.obs[LABEL] != unseen).to_numpy()].copy()
+        result = transfer_labels(reference, query, LABEL)
+        is_unseen = (query.obs[LABEL] == unseen).to_numpy()
+        assert is_unseen.sum() >= 10
+        uncertainty = result[f"{LABEL}_uncertainty"].to_numpy()
+        assert np.median(uncertainty[is_unseen]) > np.median(uncertainty[~is_unseen]), unseen
+        unknown = (result[f"{LABEL}_pred"] == UNKNOWN).to_numpy()
+        unknown_share.append((unknown[is_unseen].mean(), unknown[~is_unseen].mean()))
+    unseen_share, seen_share = np.mean(unknown_share, axis=0)
+    assert unseen_share >= 2 * seen_share
+
+
+def test_far_cells_are_uncertain_even_when_their_neighbours_agree():
+    reference = _blobs(50, ["a", "b"], seed=0)
+    query = _blobs(20, ["a", "b", "c"], seed=1)
+    # state "c" lies beyond "a" on a's axis: all its neighbours are a-cells
+    c = (query.obs[LABEL] == "c").to_numpy()
+    noise = np.random.default_rng(3).normal(size=(int(c.sum()), 8))
+    query.obsm["X_cancergpt"][c] = 25 * np.eye(8)[0] + noise
+    result = transfer_labels(reference, query, LABEL)
+    assert (result["a"].to_numpy()[c] == 1).all()  # the vote alone is unanimous
+    assert (result[f"{LABEL}_pred"].to_numpy()[c] == UNKNOWN).all()
+    assert (result[f"{LABEL}_pred"].astype(str).to_numpy()[~c] == query.obs[LABEL][~c]).all()
+
+
+def test_chunked_and_backed_queries_give_the_same_labels(tmp_path):
+    reference = _blobs(40, ["a", "b", "c"], seed=0)
+    query = _blobs(30, ["a", "b", "c"], seed=2)
+    whole = transfer_labels(reference, query, LABEL, inplace=False)
+    chunked = transfer_labels(reference, query, LABEL, chunk_size=7, inplace=False)
+    pd.testing.assert_frame_equal(whole, chunked)
+    query.write_h5ad(tmp_path / "query.h5ad")
+    backed = ad.read_h5ad(tmp_path / "query.h5ad", backed="r")
+    transfer_labels(reference, backed, LABEL, chunk_size=11)
+    assert (backed.obs[f"{LABEL}_pred"].astype(str).to_numpy() == whole[f"{LABEL}_pred"]).all()
+    np.testing.assert_allclose(backed.obs[f"{LABEL}_uncertainty"], whole[f"{LABEL}_uncertainty"])
+
+
+def test_a_model_embeds_the_query_when_it_has_no_embedding(separated_model, embedded):
+    query = separated_model.adata[:40].copy()
+    assert "X_cancergpt" not in query.obsm
+    result = transfer_labels(embedded, query, LABEL, model=separated_model, inplace=False)
+    np.testing.assert_allclose(
+        query.obsm["X_cancergpt"], embedded.obsm["X_cancergpt"][:40], atol=1e-6
+    )
+    assert len(result) == 40
+
+
+def test_bad_input_gives_clear_errors():
+    reference = _blobs(10, ["a", "b"], seed=0)
+    query = _blobs(5, ["a", "b"], seed=1)
+    with pytest.raises(KeyError, match=r"label_key=.state. is not a column of reference\.obs"):
+        transfer_labels(reference, query, "state")
+    bare = reference.copy()
+    del bare.obsm["X_cancergpt"]
+    with pytest.raises(KeyError, match=r"reference has no obsm\['X_cancergpt'\]"):
+        transfer_labels(bare, query, LABEL)
+    broken = query.copy()
+    broken.obsm["X_cancergpt"][3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite values in 1 cells"):
+        transfer_labels(reference, broken, LABEL)
+    unlabelled = reference.copy()
+    unlabelled.obs[LABEL] = unlabelled.obs[LABEL].astype(object)
+    unlabelled.obs.iloc[0, 0] = np.nan
+    with pytest.raises(ValueError, match="missing for 1 cells"):
+        transfer_labels(unlabelled, query, LABEL)
+    narrow = query.copy()
+    narrow.obsm["X_cancergpt"] = narrow.obsm["X_cancergpt"][:, :4]
+    with pytest.raises(ValueError, match="same model"):
+        transfer_labels(reference, narrow, LABEL)
+    with pytest.raises(ValueError, match="unknown_threshold"):
+        transfer_labels(reference, query, LABEL, unknown_threshold=2)
+
+
+def test_annotation_scores_rank_cells_by_uncertainty():
+    true = np.array(["a"] * 6)
+    pred = np.array(["a", "a", "b", "b", "a", "b"])
+    scores = annotation_scores(true, pred, uncertainty=[0.1, 0.2, 0.9, 0.8, 0.5, 0.4])
+    assert scores["accuracy"] == pytest.approx(0.5)
+    assert scores["accuracy_most_certain_third"] == 1.0
+    assert scores["accuracy_least_certain_third"] == 0.0
+    assert scores["f1_a"] == pytest.approx(2 * 0.5 / 1.5)
+    assert "f1_b" not in scores  # scored over the known labels only
+    with pytest.raises(ValueError, match="one label of each per cell"):
+        annotation_scores(true, pred[:3])
+
+
+def test_confusion_matrix_rows_are_shares_of_known_labels(tmp_path):
+    ax = plot_confusion_matrix(
+        ["a", "a", "b", "b"], ["a", UNKNOWN, "b", "b"], path=tmp_path / "cm.png"
+    )
+    shown = ax.images[0].get_array()
+    assert shown.shape == (3, 3)  # a, b and the predicted-only "unknown"
+    np.testing.assert_allclose(shown[:2].sum(axis=1), 1.0)
+    assert shown[0, 2] == pytest.approx(0.5)
+    assert (tmp_path / "cm.png").stat().st_size > 0
+
+
+# -- the cell-state head ---------------------------------------------------------------------
+
+
+def test_head_learns_states_of_new_patients_and_saves(embedded, tmp_path):
+    held_out = _split_patients(embedded)
+    reference, query = embedded[~held_out].copy(), embedded[held_out].copy()
+    scvi.settings.seed = 0
+    CellStateModel.setup_anndata(reference, labels_key=LABEL)
+    head = CellStateModel(reference)
+    head.train(max_epochs=60, enable_progress_bar=False)
+    probs = head.predict(query, soft=True)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert list(probs.index) == list(query.obs_names)
+    labels = head.predict(query)
+    accuracy = (labels == query.obs[LABEL].astype(str).to_numpy()).mean()
+    # far above chance (1 / 6 states) on patients the head never saw (measured 0.70)
+    assert accuracy >= 0.6
+    head.save(tmp_path / "head")
+    loaded = CellStateModel.load(tmp_path / "head", adata=reference)
+    pd.testing.assert_frame_equal(loaded.predict(query, soft=True), probs)
+    strict = head.predict(query, unknown_threshold=0.0)
+    assert (strict == UNKNOWN).all()
+
+
+def test_fine_tuning_changes_a_copy_of_the_encoder(separated_model, tmp_path):
+    reference = separated_model.adata.copy()
+    before = {k: v.clone() for k, v in separated_model.module.state_dict().items()}
+    scvi.settings.seed = 0
+    CellStateModel.setup_anndata(reference, labels_key=LABEL)  # no embedding: fine-tune
+    head = CellStateModel(reference, encoder=separated_model)
+    head.train(max_epochs=1, encoder_lr=1e-3, batch_size=64, enable_progress_bar=False)
+    after = separated_model.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    tuned = head.encoder.module.state_dict()
+    assert any(not torch.equal(before[k], tuned[k]) for k in before if k.startswith("encoder"))
+    query = separated_model.adata[:30].copy()
+    probs = head.predict(query, soft=True)
+    head.save(tmp_path / "tuned")
+    loaded = CellStateModel.load(tmp_path / "tuned", adata=reference)
+    pd.testing.assert_frame_equal(loaded.predict(query, soft=True), probs, atol=1e-5)
+
+
+def test_head_refuses_unusable_setups(separated_model, embedded):
+    bare = embedded.copy()
+    del bare.obsm["X_cancergpt"]
+    CellStateModel.setup_anndata(bare, labels_key=LABEL)
+    with pytest.raises(ValueError, match="needs cell embeddings"):
+        CellStateModel(bare)
+    with pytest.raises(KeyError, match="label_key='state'"):
+        CellStateModel.setup_anndata(embedded.copy(), labels_key="state")
+    other_genes = embedded[:, ::-1].copy()
+    CellStateModel.setup_anndata(other_genes, labels_key=LABEL)
+    with pytest.raises(ValueError, match="same genes in the same order"):
+        CellStateModel(other_genes, encoder=separated_model)
+    CellStateModel.setup_anndata(embedded, labels_key=LABEL)
+    head = CellStateModel(embedded)
+    head.train(max_epochs=2, enable_progress_bar=False)
+    query = embedded[:10].copy()
+    query.obsm["X_cancergpt"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        head.predict(query)
