@@ -24,7 +24,8 @@ Methods, all trained on the reference's labels only and run in the same process:
     hidden units, default training).
 ``CancerGPT head (fine-tuned)``
     The same head with ``encoder=`` the pretrained model: its encoder fine-tuned with the
-    classifier (``--finetune-epochs``, encoder learning rate 1e-5).
+    classifier (the head's defaults: 15 epochs, encoder learning rate 3e-4;
+    ``--finetune-epochs`` changes the epochs).
 ``PCA kNN (ingest)``
     ``sc.tl.ingest``'s rule: the query projected onto the reference's PCA (log-normalised,
     50 components), labelled by the majority of its 15 nearest reference cells; uncertainty =
@@ -114,7 +115,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--holdout", type=float, default=1 / 3)
     parser.add_argument("--n-genes", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=6, help="CancerGPT pretraining epochs")
-    parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=None, help="default: the head's (15)"
+    )
     parser.add_argument("--scvi-epochs", type=int, default=200)
     parser.add_argument("--scanvi-epochs", type=int, default=20)
     parser.add_argument("--query-epochs", type=int, default=100)
@@ -171,7 +174,9 @@ def cancergpt_methods(model, reference, query, args, seed) -> dict[str, tuple]:
             del ref.obsm["X_cancergpt"]
         CellStateModel.setup_anndata(ref, labels_key=LABEL)
         head = CellStateModel(ref, **kwargs)
-        epochs = {"max_epochs": args.finetune_epochs} if "encoder" in kwargs else {}
+        epochs = {}
+        if "encoder" in kwargs and args.finetune_epochs is not None:
+            epochs["max_epochs"] = args.finetune_epochs
         start = time.perf_counter()
         head.train(enable_progress_bar=False, **epochs)
         probs = head.predict(query, soft=True)

@@ -192,7 +192,7 @@ class CellStateModel(BaseModelClass):
         self,
         max_epochs: int | None = None,
         lr: float = 1e-3,
-        encoder_lr: float = 1e-5,
+        encoder_lr: float = 3e-4,
         weight_decay: float = 1e-4,
         batch_size: int = 128,
         train_size: float = 0.9,
@@ -208,7 +208,7 @@ class CellStateModel(BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Passes over the reference; default 200 on embeddings, 5 when fine-tuning.
+            Passes over the reference; default 200 on embeddings, 15 when fine-tuning.
         lr
             Learning rate of the classifier (Adam).
         encoder_lr
@@ -233,7 +233,7 @@ class CellStateModel(BaseModelClass):
         self._attach_encoder()
         fine_tune = self.module.encoder is not None
         if max_epochs is None:
-            max_epochs = 5 if fine_tune else 200
+            max_epochs = 15 if fine_tune else 200
         z = self._training_embeddings()
         self.module.set_standardization(torch.from_numpy(z.mean(0)), torch.from_numpy(z.std(0)))
 
