@@ -181,6 +181,7 @@ def test_confusion_matrix_rows_are_shares_of_known_labels(tmp_path):
     assert shown.shape == (3, 3)  # a, b and the predicted-only "unknown"
     np.testing.assert_allclose(shown[:2].sum(axis=1), 1.0)
     assert shown[0, 2] == pytest.approx(0.5)
+    assert len(ax.texts) == 2 * 3  # values of the known rows only
     assert (tmp_path / "cm.png").stat().st_size > 0
 
 
@@ -204,8 +205,11 @@ def test_head_learns_states_of_new_patients_and_saves(embedded, tmp_path):
     head.save(tmp_path / "head")
     loaded = CellStateModel.load(tmp_path / "head", adata=reference)
     pd.testing.assert_frame_equal(loaded.predict(query, soft=True), probs)
-    strict = head.predict(query, unknown_threshold=0.0)
-    assert (strict == UNKNOWN).all()
+    without_data = CellStateModel.load(tmp_path / "head")  # saved without the AnnData
+    pd.testing.assert_frame_equal(without_data.predict(query, soft=True), probs)
+    flagged = head.predict(query, unknown_threshold=0.05) == UNKNOWN
+    np.testing.assert_array_equal(flagged, 1 - probs.max(axis=1).to_numpy() > 0.05)
+    assert flagged.any() and not flagged.all()
 
 
 def test_fine_tuning_changes_a_copy_of_the_encoder(separated_model, tmp_path):

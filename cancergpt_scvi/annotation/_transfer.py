@@ -158,6 +158,13 @@ def transfer_labels(
     if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
         raise ValueError(f"unknown_threshold must be in [0, 1] or None, got {unknown_threshold}.")
     labels = reference_labels(reference, label_key)
+    if reference.n_obs < 2:
+        raise ValueError("The reference needs at least 2 cells.")
+    if UNKNOWN in labels.categories:
+        raise ValueError(
+            f"reference.obs[{label_key!r}] uses the label {UNKNOWN!r}, which marks uncertain "
+            "cells; rename it."
+        )
     z_ref = embedding_of(reference, use_rep, "reference", model, chunk_size)
     z_query = embedding_of(query, use_rep, "query", model, chunk_size)
     if z_ref.shape[1] != z_query.shape[1]:
@@ -165,14 +172,11 @@ def transfer_labels(
             f"reference.obsm[{use_rep!r}] has {z_ref.shape[1]} dimensions and the query's "
             f"{z_query.shape[1]}: embed both with the same model."
         )
-    if reference.n_obs < 2:
-        raise ValueError("The reference needs at least 2 cells.")
-    k = min(k, reference.n_obs - 1)
-    if UNKNOWN in labels.categories:
-        raise ValueError(
-            f"reference.obs[{label_key!r}] uses the label {UNKNOWN!r}, which marks uncertain "
-            "cells; rename it."
+    if k > reference.n_obs - 1:
+        logger.warning(
+            "k=%d is more than the reference's cells allow; using %d.", k, reference.n_obs - 1
         )
+        k = reference.n_obs - 1
 
     index = NearestNeighbors(n_neighbors=k).fit(z_ref)
     # the reference's own scale: distances to its neighbours, itself left out

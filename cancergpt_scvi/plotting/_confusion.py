@@ -20,7 +20,7 @@ def plot_confusion_matrix(
     title: str | None = None,
     path: str | Path | None = None,
 ) -> Axes:
-    """Row-normalised confusion matrix: the share of each known label given each prediction.
+    """Row-normalised confusion matrix: how the cells of each known label were predicted.
 
     Parameters
     ----------
@@ -45,7 +45,7 @@ def plot_confusion_matrix(
     if ax is None:
         size = 1.0 + 0.6 * len(labels)
         _, ax = plt.subplots(figsize=(size + 1.5, size))
-    ConfusionMatrixDisplay.from_predictions(
+    display = ConfusionMatrixDisplay.from_predictions(
         true,
         predicted,
         labels=labels,
@@ -56,6 +56,8 @@ def plot_confusion_matrix(
         ax=ax,
     )
     # rows of labels the query lacks (e.g. "unknown") are all zero: show the known ones only
+    for text in display.text_[len(known) :].ravel():
+        text.remove()
     ax.set_ylim(len(known) - 0.5, -0.5)
     ax.set_xlabel("predicted")
     ax.set_ylabel("known")
