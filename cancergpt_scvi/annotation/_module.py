@@ -17,7 +17,7 @@ EMBEDDING_KEY = "embedding"
 class CellStateModule(BaseModuleClass):
     """Cell-state classifier over the CancerGPT cell embedding.
 
-    The embedding is standardised (mean and sd of the training cells' embeddings) and passed
+    The embedding is standardised (mean and sd over the reference's embeddings) and passed
     through an MLP with one hidden layer (or a linear layer, ``n_hidden=0``) to one logit per
     state. With an ``encoder``, the embedding is computed from the expression by that
     CancerGPT module in the same step, so that training fine-tunes the encoder with the
