@@ -5,17 +5,44 @@ import scanpy as sc
 from cancergpt_scvi.data import pca_gene_loadings
 
 
-def test_loadings_are_the_principal_axes_scaled_to_unit_sd(atlas):
+def test_loadings_are_the_principal_axes_weighted_by_singular_value(atlas):
     loadings = pca_gene_loadings(atlas, 8, seed=0)
     assert loadings.shape == (atlas.n_vars, 8)
-    np.testing.assert_allclose(loadings.std(axis=0), 1.0, rtol=1e-4)
-    # the first column is scanpy's first principal axis, up to sign and scale
+    assert loadings.std() == pytest.approx(1.0, rel=1e-4)
+    # each column is scanpy's principal axis, up to sign, weighted by its singular value
     ref = atlas.copy()
     sc.pp.normalize_total(ref, target_sum=1e4)
     sc.pp.log1p(ref)
     sc.pp.pca(ref, n_comps=8, random_state=0)
-    first = ref.varm["PCs"][:, 0]
-    assert abs(np.corrcoef(first, loadings[:, 0])[0, 1]) > 0.99
+    for i in range(3):
+        assert abs(np.corrcoef(ref.varm["PCs"][:, i], loadings[:, i])[0, 1]) > 0.99
+    norms = np.linalg.norm(loadings, axis=0)
+    variance = ref.uns["pca"]["variance"]
+    np.testing.assert_allclose(norms / norms[0], np.sqrt(variance / variance[0]), rtol=1e-3)
+
+
+def test_groups_give_the_axes_of_the_variation_within_groups(atlas):
+    import pandas as pd
+
+    groups = atlas.obs["batch"].to_numpy()
+    work = atlas.copy()
+    sc.pp.normalize_total(work, target_sum=1e4)
+    sc.pp.log1p(work)
+    x = np.asarray(work.X.todense())
+    means = pd.DataFrame(x).groupby(groups).transform("mean").to_numpy()
+    within, between = x - means, means - x.mean(axis=0)
+
+    def captured(loadings, part):
+        basis, _ = np.linalg.qr(loadings)
+        return ((part @ basis) ** 2).sum() / (part**2).sum()
+
+    plain = pca_gene_loadings(atlas, 4, seed=0)
+    centred = pca_gene_loadings(atlas, 4, groups=groups, seed=0)
+    # the plain axes follow what sets the batches apart; the centred ones what varies inside
+    assert captured(plain, between) > 0.5 > captured(centred, between)
+    assert captured(centred, within) > 1.5 * captured(plain, within)
+    with pytest.raises(ValueError, match="one label per cell"):
+        pca_gene_loadings(atlas, 4, groups=groups[:10])
 
 
 def test_loadings_of_chosen_genes_and_filler_columns(atlas):
@@ -26,6 +53,7 @@ def test_loadings_of_chosen_genes_and_filler_columns(atlas):
     tiny = atlas[:5].copy()
     wide = pca_gene_loadings(tiny, 16, seed=0)
     assert wide.shape == (atlas.n_vars, 16) and np.isfinite(wide).all()
+    assert np.linalg.norm(wide[:, 4:], axis=0).min() > 0
     with pytest.raises(ValueError, match="n_components"):
         pca_gene_loadings(atlas, 0)
 

@@ -192,3 +192,22 @@ def test_brief_pretraining_beats_random_weights_on_held_out_patients():
     pretrained = CancerGPTModel(ref, **TINY)
     pretrained.train(max_epochs=3, batch_size=64, enable_progress_bar=False)
     assert accuracy(pretrained) > accuracy(random_weights) + 0.1
+
+
+def test_gene_embeddings_start_at_the_loadings_within_batch_and_technology(atlas):
+    import scvi
+
+    from cancergpt_scvi.data import pca_gene_loadings
+
+    adata = atlas.copy()
+    _setup(adata)
+    scvi.settings.seed = 4
+    model = CancerGPTModel(adata, **TINY)
+    groups = (adata.obs["batch"].astype(str) + "|" + adata.obs["technology"].astype(str)).values
+    expected = pca_gene_loadings(adata, TINY["embed_dim"], groups=groups, seed=4)
+    ids = model.vocab.match(adata, None)
+    table = model.module.gene_encoder.embedding.weight.detach().numpy()
+    np.testing.assert_allclose(table[ids], expected, rtol=1e-4, atol=1e-5)
+    # centred on the whole data instead, the start would be another one
+    plain = pca_gene_loadings(adata, TINY["embed_dim"], seed=4)
+    assert not np.allclose(plain, expected, atol=1e-2)

@@ -6,6 +6,31 @@ import anndata as ad
 import numpy as np
 import scanpy as sc
 from scipy import sparse
+from scipy.sparse.linalg import LinearOperator, svds
+
+
+def _within_group_operator(x: sparse.csr_matrix, groups: np.ndarray) -> LinearOperator:
+    """``x`` minus each row's group mean, as an operator (the centred matrix is never formed)."""
+    codes, group = np.unique(groups, return_inverse=True)
+    member = sparse.csr_matrix(
+        (np.ones(len(group)), (np.arange(len(group)), group)), shape=(len(group), len(codes))
+    )
+    sizes = np.asarray(member.sum(axis=0)).ravel()
+    # groups x genes, kept sparse: no denser than the data themselves
+    means = sparse.csr_matrix(sparse.diags(1.0 / sizes) @ (member.T @ x), dtype=np.float64)
+    x = x.astype(np.float64)
+
+    def matvec(v):
+        v = np.asarray(v).reshape(x.shape[1], -1)
+        return x @ v - member @ (means @ v)
+
+    def rmatvec(u):
+        u = np.asarray(u).reshape(x.shape[0], -1)
+        return x.T @ u - means.T @ (member.T @ u)
+
+    return LinearOperator(
+        x.shape, matvec=matvec, rmatvec=rmatvec, matmat=matvec, rmatmat=rmatvec, dtype=np.float64
+    )
 
 
 def pca_gene_loadings(
@@ -15,15 +40,20 @@ def pca_gene_loadings(
     genes: np.ndarray | None = None,
     max_cells: int = 20_000,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Loadings of every gene on the top principal components of log-normalised expression.
 
-    The cells (at most ``max_cells``, drawn at random) are normalised to 10,000 counts,
-    log1p-transformed and centred (scanpy's ``normalize_total``, ``log1p`` and ``pca``). Each
-    column of the result is scaled to unit standard deviation over genes, the scale of a
-    freshly initialised embedding table. Used as the starting gene embeddings of
-    :class:`~cancergpt_scvi.model.CancerGPTModel`: a ``<cls>`` token that pools its genes'
-    embeddings then starts as a projection of the cell onto the data's principal components.
+    The cells (at most ``max_cells``, drawn at random) are normalised to 10,000 counts and
+    log1p-transformed (scanpy's ``normalize_total`` and ``log1p``); each cell is centred on
+    the mean of its group (``groups``; default: one group, the ordinary PCA), so the axes are
+    those of the variation *within* groups: what differs between batches as a whole (their
+    depth, technology, copy-number profile) does not become an axis. Each column is weighted
+    by its singular value relative to the first, and the whole table is scaled to unit standard
+    deviation, the scale of a freshly initialised embedding table. Used as the starting gene
+    embeddings of :class:`~cancergpt_scvi.model.CancerGPTModel`: a ``<cls>`` token that pools
+    its genes' embeddings then starts as a projection of the cell onto those axes, each
+    weighted by how much of the data it explains.
 
     Parameters
     ----------
@@ -31,7 +61,8 @@ def pca_gene_loadings(
         Cells with raw counts in ``X`` or ``layers[layer]``.
     n_components
         Columns wanted (the embedding width). When the data allow fewer components
-        (``min(n_cells, n_genes) - 1``), the remaining columns are standard normal draws.
+        (``min(n_cells, n_genes) - 1``), the remaining columns are normal draws at the weight
+        of the last component.
     layer
         Layer of the counts; ``None`` for ``X``.
     genes
@@ -39,15 +70,25 @@ def pca_gene_loadings(
     max_cells
         Cells drawn for the PCA.
     seed
-        Seed of the cell draw, of the randomised solver and of any filler columns.
+        Seed of the cell draw, of the solver's start vector and of any filler columns.
+    groups
+        One label per cell of ``adata`` (e.g. its batch): each cell is centred on its group's
+        mean. ``None``: every cell on the overall mean.
 
     Returns
     -------
     ``(len(genes), n_components)`` float32 loadings, in the order of ``genes``; genes that
-    never vary get zeros before the columns are scaled.
+    never vary get zeros.
     """
     if n_components < 1:
         raise ValueError(f"n_components must be positive, got {n_components}.")
+    if groups is None:
+        groups = np.zeros(adata.n_obs, dtype=int)
+    groups = np.asarray(groups)
+    if groups.shape != (adata.n_obs,):
+        raise ValueError(
+            f"groups must hold one label per cell ({adata.n_obs}), got shape {groups.shape}."
+        )
     rng = np.random.default_rng(seed)
     rows = np.arange(adata.n_obs)
     if adata.n_obs > max_cells:
@@ -61,11 +102,22 @@ def pca_gene_loadings(
     sc.pp.log1p(work)
     n_pcs = min(n_components, min(work.shape) - 1)
     loadings = np.zeros((len(cols), n_components), dtype=np.float64)
+    weights = np.ones(n_components)
     if n_pcs >= 1:
-        sc.pp.pca(work, n_comps=n_pcs, zero_center=True, random_state=seed)
-        loadings[:, :n_pcs] = np.asarray(work.varm["PCs"])
+        operator = _within_group_operator(sparse.csr_matrix(work.X), groups[rows])
+        start = rng.standard_normal(min(operator.shape))
+        _, values, axes = svds(operator, k=n_pcs, v0=start, random_state=seed)
+        order = np.argsort(values)[::-1]
+        values, axes = values[order], axes[order].T
+        # one sign per axis, as scikit-learn's svd_flip: its largest entry is positive
+        signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(n_pcs)])
+        loadings[:, :n_pcs] = axes * np.where(signs == 0, 1.0, signs)
+        if values[0] > 0:
+            weights[:n_pcs] = values / values[0]
+            weights[n_pcs:] = weights[n_pcs - 1]
     if n_pcs < n_components:
         loadings[:, n_pcs:] = rng.standard_normal((len(cols), n_components - n_pcs))
-    sd = loadings.std(axis=0, keepdims=True)
-    loadings = loadings / np.where(sd > 0, sd, 1.0)
-    return loadings.astype(np.float32)
+        loadings[:, n_pcs:] /= np.sqrt(len(cols))  # unit-norm columns, as the axes
+    loadings = loadings * weights
+    sd = loadings.std()
+    return (loadings / (sd if sd > 0 else 1.0)).astype(np.float32)

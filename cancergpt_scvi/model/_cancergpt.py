@@ -83,10 +83,12 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         other genes stay in ``adata`` but never become tokens.
     gene_embedding_init
         Starting gene embeddings of the token genes: ``"pca"``, their loadings on the
-        principal components of ``adata``'s log-normalised expression
+        principal components of ``adata``'s log-normalised expression with each cell centred
+        on the mean of its registered batch x technology
         (:func:`~cancergpt_scvi.data.pca_gene_loadings`, at most 20,000 cells), so that
         ``<cls>``, which pools its genes' embeddings, starts as a projection of the cell onto
-        the data's main axes of variation; ``"random"``, PyTorch's normal initialisation.
+        the main axes of variation within batches; ``"random"``, PyTorch's normal
+        initialisation.
         Weights loaded afterwards (:meth:`load`, :meth:`load_pretrained`) replace them.
     **module_kwargs
         Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
@@ -187,8 +189,18 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         if len(tokens) == 0:
             return
         layer = self.registry_["setup_args"]["layer"]
+        # axes of the variation within each batch x technology: what sets a whole batch
+        # apart (depth, chemistry, copy number) is not made an axis of the embedding
+        batch = np.asarray(self.adata_manager.get_from_registry(BATCH_KEY)).ravel()
+        technology = np.asarray(self.adata_manager.get_from_registry(TECHNOLOGY_KEY)).ravel()
+        groups = batch * (int(technology.max()) + 1) + technology
         loadings = pca_gene_loadings(
-            adata, self.module.embed_dim, layer=layer, genes=tokens, seed=scvi.settings.seed
+            adata,
+            self.module.embed_dim,
+            layer=layer,
+            genes=tokens,
+            seed=scvi.settings.seed,
+            groups=groups,
         )
         table = self.module.gene_encoder.embedding.weight
         with torch.no_grad():
