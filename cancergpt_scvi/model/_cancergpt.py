@@ -184,7 +184,7 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         self.init_params_ = self._get_init_params(locals())
 
     def _init_gene_embeddings(self, adata: ad.AnnData, gene_ids: np.ndarray) -> None:
-        """Set the token genes' embeddings to their PCA loadings on ``adata``."""
+        """Set the token genes' embeddings to their loadings on ``adata``'s within-batch PCA."""
         tokens = np.flatnonzero(gene_ids != self.vocab.pad_id)
         if len(tokens) == 0:
             return
