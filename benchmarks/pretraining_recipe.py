@@ -75,7 +75,6 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "start-not-centred": ({"start": "not-centred"}, {}),
     "start-unit-columns": ({"start": "unit-columns"}, {}),
     "start-previous": ({"start": "previous"}, {}),
-    "start-previous-untrained": ({"start": "previous"}, {"max_epochs": 0}),
 }
 #: ``start`` variants: ``(centred within batch x technology, columns weighted by singular value)``
 STARTS = {"not-centred": (False, True), "unit-columns": (True, False), "previous": (False, False)}

@@ -106,7 +106,7 @@ def pca_gene_loadings(
     if n_pcs >= 1:
         operator = _within_group_operator(sparse.csr_matrix(work.X), groups[rows])
         start = rng.standard_normal(min(operator.shape))
-        _, values, axes = svds(operator, k=n_pcs, v0=start, random_state=seed)
+        _, values, axes = svds(operator, k=n_pcs, v0=start)
         order = np.argsort(values)[::-1]
         values, axes = values[order], axes[order].T
         # one sign per axis, as scikit-learn's svd_flip: its largest entry is positive
