@@ -40,5 +40,6 @@ def trained_model(atlas):
         adata, batch_key="batch", technology_key="technology", tissue_key="tissue"
     )
     model = CancerGPTModel(adata, **TINY)
-    model.train(max_epochs=4, batch_size=64, enable_progress_bar=False)
+    # the adversary on (the library's default is off), so its mechanics are exercised
+    model.train(max_epochs=4, batch_size=64, adversarial_weight=0.003, enable_progress_bar=False)
     return model

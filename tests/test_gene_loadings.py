@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import scanpy as sc
@@ -69,3 +71,12 @@ def test_backed_data_give_the_same_loadings(atlas, tmp_path):
         ad.read_h5ad(path, backed="r"), 6, genes=genes, max_cells=150, seed=2
     )
     np.testing.assert_array_equal(in_memory, backed)
+
+
+def test_groups_of_one_cell_each_warn(atlas):
+    with pytest.warns(UserWarning, match="only cell of their group"):
+        pca_gene_loadings(atlas, 4, groups=np.arange(atlas.n_obs), seed=0)
+    # batches of many cells do not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pca_gene_loadings(atlas, 4, groups=atlas.obs["batch"].to_numpy(), seed=0)

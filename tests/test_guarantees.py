@@ -241,7 +241,7 @@ def test_silent_settings_are_refused_or_named(atlas):
     with pytest.raises(ValueError, match=r"batch_size must be positive"):
         embed(model, batch_size=0)
     with pytest.warns(UserWarning, match=r"batch_key='one_batch'.*one category.*no discriminator"):
-        model.train(max_epochs=1, enable_progress_bar=False)
+        model.train(max_epochs=1, adversarial_weight=0.03, enable_progress_bar=False)
 
 
 def test_survival_prediction_on_no_samples():

@@ -45,6 +45,19 @@ def test_mvc_warms_up_and_adversarial_push_starts_after_it(trained_model):
     assert adv[3] > adv[2] > 0.0
 
 
+def test_adversary_is_off_by_default_but_discriminators_still_report(atlas):
+    import scvi
+
+    scvi.settings.seed = 0
+    adata = atlas[:200].copy()
+    CancerGPTModel.setup_anndata(adata, batch_key="batch", technology_key="technology")
+    model = CancerGPTModel(adata, **TINY)
+    model.train(max_epochs=2, batch_size=64, enable_progress_bar=False)
+    adv = model.history["adversarial_weight"].to_numpy().ravel().astype(float)
+    np.testing.assert_array_equal(adv, 0.0)
+    assert "disc_acc_technology_train" in model.history
+
+
 def test_embedding_is_normalised_deterministic_and_usable_by_scanpy(trained_model):
     adata = trained_model.adata
     z = trained_model.get_latent_representation(progress_bar=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import scanpy as sc
@@ -31,6 +33,22 @@ def _within_group_operator(x: sparse.csr_matrix, groups: np.ndarray) -> LinearOp
     return LinearOperator(
         x.shape, matvec=matvec, rmatvec=rmatvec, matmat=matvec, rmatmat=rmatvec, dtype=np.float64
     )
+
+
+def _warn_if_lone_cells(groups: np.ndarray) -> None:
+    """Warn when most cells are alone in their group: centred on itself, such a cell is zero."""
+    _, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    alone = int((sizes[inverse] == 1).sum())
+    if alone > len(groups) // 2:
+        warnings.warn(
+            f"{alone} of {len(groups)} cells are the only cell of their group, and a cell "
+            "centred on its own mean has no variation left, so the axes come from the few "
+            "cells that share a group (or are arbitrary if none does). Groups are meant to "
+            "be batches of many cells: pass coarser groups (e.g. the sample, not the cell "
+            "barcode), or none.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def pca_gene_loadings(
@@ -79,6 +97,12 @@ def pca_gene_loadings(
     -------
     ``(len(genes), n_components)`` float32 loadings, in the order of ``genes``; genes that
     never vary get zeros.
+
+    Warns
+    -----
+    UserWarning
+        More than half of the cells are the only cell of their group (e.g. a cell barcode
+        passed as the group): their centred expression is zero.
     """
     if n_components < 1:
         raise ValueError(f"n_components must be positive, got {n_components}.")
@@ -89,6 +113,7 @@ def pca_gene_loadings(
         raise ValueError(
             f"groups must hold one label per cell ({adata.n_obs}), got shape {groups.shape}."
         )
+    _warn_if_lone_cells(groups)
     rng = np.random.default_rng(seed)
     rows = np.arange(adata.n_obs)
     if adata.n_obs > max_cells:

@@ -273,7 +273,7 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
         batch_size: int = 64,
         lr: float = 1e-4,
         oversample: bool = True,
-        adversarial_weight: float = 0.003,
+        adversarial_weight: float = 0.0,
         adversarial_schedule: Literal["constant", "linear", "dann"] = "dann",
         mvc_start: float = 0.25,
         mvc_ramp: float = 0.25,
@@ -302,10 +302,14 @@ class CancerGPTModel(UnsupervisedTrainingMixin, BaseModelClass):
             Tissue- and technology-aware oversampling of the training cells
             (:func:`~cancergpt_scvi.data.oversampling_weights`).
         adversarial_weight
-            Weight of the reversed discriminator gradient (0: no adversarial push). The
-            discriminators see the embedding standardised per dimension, which scales the
-            reversed gradient up by the inverse of the embedding's small spread: weights much
-            above the default trade biology for domain mixing.
+            Weight of the reversed discriminator gradient against the registered batch and
+            technology covariates. Default 0: no adversarial push (the discriminators still
+            train and log their accuracy, so how much of each covariate the embedding carries
+            is on record); a positive weight, e.g. 0.03, pushes the embedding to mix them, at
+            some cost in biology (see the integration page). The discriminators see the
+            embedding standardised per dimension, which scales the reversed gradient up by the
+            inverse of the embedding's small spread: weights much above 0.03 trade biology for
+            domain mixing.
         adversarial_schedule
             Ramp of that weight: ``"constant"``, ``"linear"`` or ``"dann"``; it starts when
             the MVC ramp ends (``plan_kwargs={"adversarial_start": ...}`` to change).

@@ -31,8 +31,8 @@ class CancerGPTTrainingPlan(TrainingPlan):
     module
         A :class:`~cancergpt_scvi.module.CancerGPTModule`.
     adversarial_weight
-        Final weight of the reversed gradient from the domain discriminators (0 switches the
-        adversarial push off; the discriminators still train and report their accuracy).
+        Final weight of the reversed gradient from the domain discriminators (default 0: the
+        adversarial push is off; the discriminators still train and report their accuracy).
     adversarial_schedule
         ``"constant"``; ``"linear"`` ramp from 0 over ``adversarial_warmup_epochs``; or
         ``"dann"``, the ramp ``2 / (1 + exp(-10 p)) - 1`` of Ganin & Lempitsky, with ``p`` the
@@ -55,7 +55,7 @@ class CancerGPTTrainingPlan(TrainingPlan):
         self,
         module,
         *,
-        adversarial_weight: float = 0.003,
+        adversarial_weight: float = 0.0,
         adversarial_schedule: AdversarialSchedule = "dann",
         adversarial_warmup_epochs: int = 5,
         adversarial_start: float | None = None,

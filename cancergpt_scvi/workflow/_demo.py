@@ -31,7 +31,8 @@ def run_demo(
     Simulates an atlas with :func:`~cancergpt_scvi.datasets.simulate_malignant_atlas` (three
     patients per tissue) and holds one patient of every tissue out. Pretrains
     :class:`~cancergpt_scvi.model.CancerGPTModel` on the other patients with the default
-    recipe (tissue/technology oversampling, adversarial batch and technology losses), embeds
+    recipe (tissue/technology oversampling; batch and technology registered as adversarial
+    covariates, the adversary at its default weight, off), embeds
     every cell, and scores the held-out patients' embedding (patients never seen in
     pretraining) with :func:`~cancergpt_scvi.benchmark.benchmark_integration` (batch: patient,
     labels: malignant state) next to PCA, scVI and, when harmonypy is installed, Harmony
