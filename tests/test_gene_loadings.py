@@ -74,9 +74,25 @@ def test_backed_data_give_the_same_loadings(atlas, tmp_path):
 
 
 def test_groups_of_one_cell_each_warn(atlas):
+    # every cell alone: nothing varies within a group, so no axes and a random start
     with pytest.warns(UserWarning, match="only cell of their group"):
-        pca_gene_loadings(atlas, 4, groups=np.arange(atlas.n_obs), seed=0)
+        with pytest.warns(UserWarning, match="does not vary within any group"):
+            alone = pca_gene_loadings(atlas, 4, groups=np.arange(atlas.n_obs), seed=0)
+    assert np.isfinite(alone).all() and alone.std() == pytest.approx(1.0, rel=1e-4)
+    # two cells per group still have axes, from the pairs' differences
+    pairs = np.arange(atlas.n_obs) // 2
+    paired = pca_gene_loadings(atlas, 4, groups=pairs, seed=0)
+    assert np.isfinite(paired).all()
     # batches of many cells do not
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pca_gene_loadings(atlas, 4, groups=atlas.obs["batch"].to_numpy(), seed=0)
+
+
+def test_identical_cells_give_a_random_start_with_a_warning(atlas):
+    import anndata as ad
+
+    same = ad.AnnData(X=np.tile(np.asarray(atlas.X[:1].todense()), (20, 1)))
+    with pytest.warns(UserWarning, match="does not vary within any group"):
+        loadings = pca_gene_loadings(same, 4, seed=0)
+    assert loadings.shape == (atlas.n_vars, 4) and np.isfinite(loadings).all()

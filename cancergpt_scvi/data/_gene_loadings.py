@@ -35,6 +35,18 @@ def _within_group_operator(x: sparse.csr_matrix, groups: np.ndarray) -> LinearOp
     )
 
 
+def _varies_within_groups(x: sparse.csr_matrix, groups: np.ndarray) -> bool:
+    """Whether any cell differs from its group's mean (the within-group sum of squares > 0)."""
+    _, group = np.unique(groups, return_inverse=True)
+    member = sparse.csr_matrix((np.ones(len(group)), (np.arange(len(group)), group)))
+    x = x.astype(np.float64)
+    sums = member.T @ x
+    sizes = np.asarray(member.sum(axis=0)).ravel()
+    total = float(x.multiply(x).sum())
+    between = float((sums.multiply(sums).sum(axis=1).A1 / sizes).sum())
+    return total - between > 1e-9 * max(total, 1.0)
+
+
 def _warn_if_lone_cells(groups: np.ndarray) -> None:
     """Warn when most cells are alone in their group: centred on itself, such a cell is zero."""
     _, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
@@ -102,7 +114,8 @@ def pca_gene_loadings(
     -----
     UserWarning
         More than half of the cells are the only cell of their group (e.g. a cell barcode
-        passed as the group): their centred expression is zero.
+        passed as the group): their centred expression is zero. Or nothing varies within
+        any group: the loadings are then random normal draws.
     """
     if n_components < 1:
         raise ValueError(f"n_components must be positive, got {n_components}.")
@@ -128,8 +141,18 @@ def pca_gene_loadings(
     n_pcs = min(n_components, min(work.shape) - 1)
     loadings = np.zeros((len(cols), n_components), dtype=np.float64)
     weights = np.ones(n_components)
+    x = sparse.csr_matrix(work.X)
+    if n_pcs >= 1 and not _varies_within_groups(x, groups[rows]):
+        warnings.warn(
+            "The expression does not vary within any group (every group a single cell, or "
+            "identical cells), so there are no principal axes: the loadings are random normal "
+            "draws, as a random start.",
+            UserWarning,
+            stacklevel=3,
+        )
+        n_pcs = 0
     if n_pcs >= 1:
-        operator = _within_group_operator(sparse.csr_matrix(work.X), groups[rows])
+        operator = _within_group_operator(x, groups[rows])
         start = rng.standard_normal(min(operator.shape))
         _, values, axes = svds(operator, k=n_pcs, v0=start)
         order = np.argsort(values)[::-1]
