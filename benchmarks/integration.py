@@ -49,7 +49,7 @@ method), ``cancergpt_embeddings_<protocol>.npz`` (the query and pretraining cell
 embeddings, for ``--reuse-embeddings``) and, for the first seed, scib-metrics' table and the
 UMAPs of every method in ``<protocol>_<batch>/``.
 
-Run from the repository root (about 20 minutes on a 2-core CPU, 33 with ``--ablation``; run it
+Run from the repository root (about 20 minutes on a 2-core CPU, 40 with ``--ablation``; run it
 alone)::
 
     python benchmarks/integration.py --out docs/_static/integration
