@@ -11,8 +11,11 @@ from scipy import sparse
 from scipy.sparse.linalg import LinearOperator, svds
 
 
-def _within_group_operator(x: sparse.csr_matrix, groups: np.ndarray) -> LinearOperator:
-    """``x`` minus each row's group mean, as an operator (the centred matrix is never formed)."""
+def _within_group_operator(
+    x: sparse.csr_matrix, groups: np.ndarray
+) -> tuple[LinearOperator, float]:
+    """``x`` minus each row's group mean, as an operator (the centred matrix is never formed),
+    and the share of ``x``'s sum of squares left in it (0: nothing varies within a group)."""
     codes, group = np.unique(groups, return_inverse=True)
     member = sparse.csr_matrix(
         (np.ones(len(group)), (np.arange(len(group)), group)), shape=(len(group), len(codes))
@@ -21,6 +24,9 @@ def _within_group_operator(x: sparse.csr_matrix, groups: np.ndarray) -> LinearOp
     # groups x genes, kept sparse: no denser than the data themselves
     means = sparse.csr_matrix(sparse.diags(1.0 / sizes) @ (member.T @ x), dtype=np.float64)
     x = x.astype(np.float64)
+    total = float(x.multiply(x).sum())
+    between = float((sizes * np.asarray(means.multiply(means).sum(axis=1)).ravel()).sum())
+    within_share = (total - between) / total if total > 0 else 0.0
 
     def matvec(v):
         v = np.asarray(v).reshape(x.shape[1], -1)
@@ -30,21 +36,10 @@ def _within_group_operator(x: sparse.csr_matrix, groups: np.ndarray) -> LinearOp
         u = np.asarray(u).reshape(x.shape[0], -1)
         return x.T @ u - means.T @ (member.T @ u)
 
-    return LinearOperator(
+    operator = LinearOperator(
         x.shape, matvec=matvec, rmatvec=rmatvec, matmat=matvec, rmatmat=rmatvec, dtype=np.float64
     )
-
-
-def _varies_within_groups(x: sparse.csr_matrix, groups: np.ndarray) -> bool:
-    """Whether any cell differs from its group's mean (the within-group sum of squares > 0)."""
-    _, group = np.unique(groups, return_inverse=True)
-    member = sparse.csr_matrix((np.ones(len(group)), (np.arange(len(group)), group)))
-    x = x.astype(np.float64)
-    sums = member.T @ x
-    sizes = np.asarray(member.sum(axis=0)).ravel()
-    total = float(x.multiply(x).sum())
-    between = float((sums.multiply(sums).sum(axis=1).A1 / sizes).sum())
-    return total - between > 1e-9 * max(total, 1.0)
+    return operator, within_share
 
 
 def _warn_if_lone_cells(groups: np.ndarray) -> None:
@@ -55,7 +50,7 @@ def _warn_if_lone_cells(groups: np.ndarray) -> None:
         warnings.warn(
             f"{alone} of {len(groups)} cells are the only cell of their group, and a cell "
             "centred on its own mean has no variation left, so the axes come from the few "
-            "cells that share a group (or are arbitrary if none does). Groups are meant to "
+            "cells that share a group (or are random if none does). Groups are meant to "
             "be batches of many cells: pass coarser groups (e.g. the sample, not the cell "
             "barcode), or none.",
             UserWarning,
@@ -141,8 +136,8 @@ def pca_gene_loadings(
     n_pcs = min(n_components, min(work.shape) - 1)
     loadings = np.zeros((len(cols), n_components), dtype=np.float64)
     weights = np.ones(n_components)
-    x = sparse.csr_matrix(work.X)
-    if n_pcs >= 1 and not _varies_within_groups(x, groups[rows]):
+    operator, within_share = _within_group_operator(sparse.csr_matrix(work.X), groups[rows])
+    if n_pcs >= 1 and within_share <= 1e-9:
         warnings.warn(
             "The expression does not vary within any group (every group a single cell, or "
             "identical cells), so there are no principal axes: the loadings are random normal "
@@ -152,7 +147,6 @@ def pca_gene_loadings(
         )
         n_pcs = 0
     if n_pcs >= 1:
-        operator = _within_group_operator(x, groups[rows])
         start = rng.standard_normal(min(operator.shape))
         _, values, axes = svds(operator, k=n_pcs, v0=start)
         order = np.argsort(values)[::-1]
