@@ -1,13 +1,15 @@
-"""Parts of the pretraining recipe, one at a time, on the new-patients protocol.
+"""Parts of the pretraining recipe, one at a time, on the protocols of the integration benchmark.
 
-Pretrains ``CancerGPTModel(preset="cpu-small")`` on the pretraining patients of the
-``new_patients`` protocol of ``benchmarks/integration.py`` (same simulated atlas, same
-held-out third of every tissue's patients), once per variant and seed, and scores the
-held-out patients' zero-shot embedding:
+Pretrains ``CancerGPTModel(preset="cpu-small")`` on the pretraining cells of each
+``--protocol`` of ``benchmarks/integration.py`` (default ``new_patients``: same simulated
+atlas, same held-out third of every tissue's patients; ``subtle_states``; ``new_tissue``: the
+atlas without brain tumours, query = glioblastoma-like cells), once per variant and seed, and
+scores the query cells' zero-shot embedding:
 
 - ``kNN macro-F1``: a 15-nearest-neighbour vote fitted on the pretraining cells' embedding
   labels the query cells' malignant states (scikit-learn); ``tissue kNN macro-F1``: the same
-  vote for their tissue (every tissue has pretraining and new patients);
+  vote for their tissue (every tissue has pretraining and new patients); both left empty for
+  ``new_tissue``, whose states and tissue the pretraining cells do not have;
 - scib-metrics' batch correction, bio conservation and total on the query cells with
   batch = patient and batch = technology
   (:func:`cancergpt_scvi.benchmark.benchmark_integration`, no baselines: those are the
@@ -23,12 +25,16 @@ instead of each cell's expressed genes).
 First (``--no-token-ceilings`` to skip) prints what each token choice leaves to read:
 the kNN macro-F1 of PCA on the bins of all genes, of each cell's 127 most expressed genes
 (the genes it is embedded with) and of 127 of its expressed genes drawn at random (what
-pretraining reads). Then one line per run and the mean ± sd over seeds per variant; writes
-``token_ceilings.csv``, ``recipe_results.csv`` and ``recipe_summary.csv`` to ``--out``.
+pretraining reads; not for ``new_tissue``). Then one line per run and the mean ± sd over
+seeds per protocol and variant; writes ``token_ceilings_<protocol>.csv``,
+``recipe_results.csv``, ``recipe_summary.csv`` and ``recipe_summary.png`` (state kNN, bio
+conservation and totals per variant, one panel per protocol) to ``--out``.
 
 Run from the repository root (about 100 s per variant and seed on a 2-core CPU)::
 
     python benchmarks/pretraining_recipe.py --variants default random-init random-init-lr1e-3
+    python benchmarks/pretraining_recipe.py --protocol new_tissue subtle_states new_patients \
+        --variants default start-gene-identity --no-token-ceilings --out DIR
     python benchmarks/pretraining_recipe.py --smoke
 """
 
@@ -41,12 +47,17 @@ import logging
 import time
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scvi
 import torch
 from _smoke import parse_args as parse_smoke
-from integration import simulate_atlas, split_new_patients
+from integration import PROTOCOLS, make_data
 from sklearn.decomposition import PCA
 from sklearn.metrics import f1_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -75,12 +86,24 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "start-not-centred": ({"start": "not-centred"}, {}),
     "start-unit-columns": ({"start": "unit-columns"}, {}),
     "start-previous": ({"start": "previous"}, {}),
+    # the library's loadings mixed with a random part (half the variance: sqrt(0.75) x
+    # loadings + sqrt(0.25) x normal draws), so that a gene that never varies in the
+    # pretraining cells (a program of a tissue it lacks) still has an embedding of its own
+    "start-gene-identity": ({"start": "gene-identity"}, {}),
 }
-#: ``start`` variants: ``(centred within batch x technology, columns weighted by singular value)``
-STARTS = {"not-centred": (False, True), "unit-columns": (True, False), "previous": (False, False)}
+#: ``start`` variants: ``(centred within batch x technology, columns weighted by singular value,
+#: share of the variance from random draws)``
+STARTS = {
+    "not-centred": (False, True, 0.0),
+    "unit-columns": (True, False, 0.0),
+    "previous": (False, False, 0.0),
+    "gene-identity": (True, True, 0.25),
+}
 SMOKE = {
     "atlas_cells": 450,
     "patients_per_tissue": 3,
+    "gbm_cells": 200,
+    "gbm_patients": 4,
     "n_genes": 200,
     "epochs": 1,
     "seeds": [0],
@@ -92,11 +115,20 @@ SMOKE = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["default"])
+    parser.add_argument(
+        "--protocol",
+        nargs="+",
+        choices=PROTOCOLS,
+        default=["new_patients"],
+        help="protocols of benchmarks/integration.py to score on (default: new_patients)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--atlas-cells", type=int, default=4500)
     parser.add_argument("--patients-per-tissue", type=int, default=6)
     parser.add_argument("--holdout", type=float, default=1 / 3)
+    parser.add_argument("--gbm-cells", type=int, default=1500)
+    parser.add_argument("--gbm-patients", type=int, default=12)
     parser.add_argument("--n-genes", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=6, help="epochs unless a variant says")
     parser.add_argument("--threads", type=int, default=2)
@@ -128,20 +160,16 @@ def run(ref, query, name: str, seed: int, args) -> dict:
     seconds = time.perf_counter() - t0
     z_ref = model.get_latent_representation(progress_bar=False)
     z_query = model.get_latent_representation(query, progress_bar=False)
-    knn = KNeighborsClassifier(n_neighbors=15).fit(z_ref, ref.obs["cell_state"])
-    row = {
-        "variant": name,
-        "seed": seed,
-        "epochs": epochs,
-        "kNN macro-F1": f1_score(query.obs["cell_state"], knn.predict(z_query), average="macro"),
-        # every tissue has pretraining and new patients: what the embedding keeps of it
-        "tissue kNN macro-F1": f1_score(
-            query.obs["tissue"],
-            KNeighborsClassifier(n_neighbors=15).fit(z_ref, ref.obs["tissue"]).predict(z_query),
-            average="macro",
-        ),
-        "pretraining s": seconds,
-    }
+    row = {"variant": name, "seed": seed, "epochs": epochs}
+    for column, key in (("kNN macro-F1", "cell_state"), ("tissue kNN macro-F1", "tissue")):
+        # only where the query's labels occur in the pretraining cells (not for a new tissue);
+        # every tissue of new patients has pretraining patients: what the embedding keeps of it
+        if set(query.obs[key]) <= set(ref.obs[key]):
+            knn = KNeighborsClassifier(n_neighbors=15).fit(z_ref, ref.obs[key])
+            row[column] = f1_score(query.obs[key], knn.predict(z_query), average="macro")
+        else:
+            row[column] = np.nan
+    row["pretraining s"] = seconds
     work = query.copy()
     work.obsm["X_cancergpt"] = z_query
     for batch in ("patient", "technology"):
@@ -162,7 +190,9 @@ def run(ref, query, name: str, seed: int, args) -> dict:
     return row
 
 
-def set_start(model: CancerGPTModel, ref, centred: bool, weighted: bool, seed: int) -> None:
+def set_start(
+    model: CancerGPTModel, ref, centred: bool, weighted: bool, random_share: float, seed: int
+) -> None:
     """Replace the model's starting gene embeddings by another PCA start (see ``STARTS``)."""
     tokens = np.flatnonzero(model.module.gene_ids.numpy() != model.vocab.pad_id)
     groups = (ref.obs["batch"].astype(str) + "|" + ref.obs["technology"].astype(str)).values
@@ -171,6 +201,9 @@ def set_start(model: CancerGPTModel, ref, centred: bool, weighted: bool, seed: i
     )
     if not weighted:
         loadings = loadings / loadings.std(axis=0, keepdims=True)
+    if random_share > 0:  # loadings have unit sd: the mix keeps the table's scale
+        noise = np.random.default_rng(seed).standard_normal(loadings.shape)
+        loadings = np.sqrt(1 - random_share) * loadings + np.sqrt(random_share) * noise
     table = model.module.gene_encoder.embedding.weight
     with torch.no_grad():
         rows = model.module.gene_ids[torch.as_tensor(tokens)]
@@ -215,38 +248,74 @@ def token_ceilings(ref, query, n_tokens: int = 127, seed: int = 0) -> pd.Series:
     return pd.Series(out, name="kNN macro-F1 of PCA on the chosen bins")
 
 
+#: Columns drawn by :func:`plot_summary`.
+PLOTTED = ("kNN macro-F1", "Bio conservation (patient)", "Total (patient)", "Total (technology)")
+
+
+def plot_summary(summary: pd.DataFrame, path: Path) -> None:
+    """Bars of the mean (error bars: sd over seeds) of :data:`PLOTTED`, one panel per protocol.
+
+    ``summary`` is ``recipe_summary.csv`` as read back: one row per protocol and variant,
+    ``(metric, "mean" | "std")`` columns.
+    """
+    protocols = list(dict.fromkeys(summary.index.get_level_values("protocol")))
+    fig, axes = plt.subplots(
+        1, len(protocols), figsize=(4.5 * len(protocols), 3.6), squeeze=False, sharey=True
+    )
+    for ax, protocol in zip(axes[0], protocols, strict=True):
+        part = summary.xs(protocol, level="protocol")
+        metrics = [m for m in PLOTTED if part[(m, "mean")].notna().any()]
+        width = 0.8 / len(part)
+        for i, (variant, row) in enumerate(part.iterrows()):
+            x = np.arange(len(metrics)) + (i - (len(part) - 1) / 2) * width
+            means = [row[(m, "mean")] for m in metrics]
+            sds = [0.0 if pd.isna(row[(m, "std")]) else row[(m, "std")] for m in metrics]
+            ax.bar(x, means, width, yerr=sds, capsize=2, label=variant)
+        ax.set_xticks(np.arange(len(metrics)))
+        ax.set_xticklabels([m.replace(" (", "\n(") for m in metrics], fontsize=8)
+        ax.set_title(protocol.replace("_", " "))
+        ax.set_ylim(0, 1)
+    axes[0, 0].set_ylabel("score (mean ± sd over seeds)")
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger("scvi").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    ref, query = split_new_patients(simulate_atlas(args), args)
-    CancerGPTModel.setup_anndata(
-        ref, batch_key="batch", technology_key="technology", tissue_key="tissue"
-    )
-    print(f"pretraining: {ref.n_obs} cells; query: {query.n_obs} cells of new patients")
-    if args.token_ceilings:
-        ceilings = token_ceilings(ref, query)
-        print(ceilings.round(3).to_string(), flush=True)
-        ceilings.to_csv(args.out / "token_ceilings.csv")
     rows = []
-    for name in args.variants:
-        for seed in args.seeds:
-            row = run(ref, query, name, seed, args)
-            rows.append(row)
-            print(
-                ", ".join(
-                    f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
-                ),
-                flush=True,
-            )
+    for protocol, (ref, query) in make_data(args).items():
+        CancerGPTModel.setup_anndata(
+            ref, batch_key="batch", technology_key="technology", tissue_key="tissue"
+        )
+        print(f"{protocol}: pretraining {ref.n_obs} cells; query {query.n_obs} cells")
+        if args.token_ceilings and set(query.obs["cell_state"]) <= set(ref.obs["cell_state"]):
+            ceilings = token_ceilings(ref, query)
+            print(ceilings.round(3).to_string(), flush=True)
+            ceilings.to_csv(args.out / f"token_ceilings_{protocol}.csv")
+        for name in args.variants:
+            for seed in args.seeds:
+                row = {"protocol": protocol, **run(ref, query, name, seed, args)}
+                rows.append(row)
+                print(
+                    ", ".join(
+                        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in row.items()
+                    ),
+                    flush=True,
+                )
     results = pd.DataFrame(rows)
     results.to_csv(args.out / "recipe_results.csv", index=False)
-    metrics = [c for c in results.columns if c not in ("variant", "seed", "epochs")]
-    grouped = results.groupby("variant", sort=False)[metrics]
+    metrics = [c for c in results.columns if c not in ("protocol", "variant", "seed", "epochs")]
+    grouped = results.groupby(["protocol", "variant"], sort=False)[metrics]
     summary = grouped.agg(["mean", "std"])
     summary.to_csv(args.out / "recipe_summary.csv")
+    plot_summary(summary, args.out / "recipe_summary.png")
     text = pd.DataFrame(index=summary.index)
     for m in metrics:
         sd = summary[(m, "std")].fillna(0.0)
