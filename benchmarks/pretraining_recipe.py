@@ -86,7 +86,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "start-not-centred": ({"start": "not-centred"}, {}),
     "start-unit-columns": ({"start": "unit-columns"}, {}),
     "start-previous": ({"start": "previous"}, {}),
-    # the library's loadings mixed with a random part (half the variance: sqrt(0.75) x
+    # the library's loadings mixed with a random part (a quarter of the variance: sqrt(0.75) x
     # loadings + sqrt(0.25) x normal draws), so that a gene that never varies in the
     # pretraining cells (a program of a tissue it lacks) still has an embedding of its own
     "start-gene-identity": ({"start": "gene-identity"}, {}),
