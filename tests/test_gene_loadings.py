@@ -1,5 +1,6 @@
 import warnings
 
+import anndata as ad
 import numpy as np
 import pytest
 import scanpy as sc
@@ -90,8 +91,6 @@ def test_groups_of_one_cell_each_warn(atlas):
 
 
 def test_identical_cells_give_a_random_start_with_a_warning(atlas):
-    import anndata as ad
-
     same = ad.AnnData(X=np.tile(np.asarray(atlas.X[:1].todense()), (20, 1)))
     with pytest.warns(UserWarning, match="does not vary within any group"):
         loadings = pca_gene_loadings(same, 4, seed=0)

@@ -14,8 +14,11 @@ from scipy.sparse.linalg import LinearOperator, svds
 def _within_group_operator(
     x: sparse.csr_matrix, groups: np.ndarray
 ) -> tuple[LinearOperator, float]:
-    """``x`` minus each row's group mean, as an operator (the centred matrix is never formed),
-    and the share of ``x``'s sum of squares left in it (0: nothing varies within a group)."""
+    """``x`` minus each row's group mean as an operator, and the share of variation left.
+
+    The centred matrix is never formed. The share is that of ``x``'s sum of squares left after
+    centring (0: nothing varies within any group).
+    """
     codes, group = np.unique(groups, return_inverse=True)
     member = sparse.csr_matrix(
         (np.ones(len(group)), (np.arange(len(group)), group)), shape=(len(group), len(codes))
