@@ -24,8 +24,13 @@ Methods, all trained on the reference's labels only and run in the same process:
     hidden units, default training).
 ``CancerGPT head (fine-tuned)``
     The same head with ``encoder=`` the pretrained model: its encoder fine-tuned with the
-    classifier (the head's defaults: 15 epochs, encoder learning rate 3e-4;
-    ``--finetune-epochs`` changes the epochs).
+    classifier on the labels alone (the head's defaults: 15
+    epochs, encoder learning rate 3e-4; ``--finetune-epochs``
+    changes the epochs).
+``CancerGPT head (fine-tuned, with the query)``
+    As above, trained on the reference and the query concatenated, the query's cells marked
+    ``unlabeled_category`` (their states are not shown): they take part in the encoder's
+    self-supervised loss only, as the query does in scANVI's query mapping.
 ``PCA kNN (ingest)``
     ``sc.tl.ingest``'s rule: the query projected onto the reference's PCA (log-normalised,
     50 components), labelled by the majority of its 15 nearest reference cells; uncertainty =
@@ -82,14 +87,16 @@ LABEL = "cell_state"
 REFERENCE_TECHNOLOGY = "10x 3'"
 PROTOCOLS = ("new_patients", "subtle_states")
 K = 15
-KNN, HEAD, TUNED, INGEST, SCANVI = (
+KNN, HEAD, TUNED, TUNED_QUERY, INGEST, SCANVI = (
     "CancerGPT kNN",
     "CancerGPT head",
     "CancerGPT head (fine-tuned)",
+    "CancerGPT head (fine-tuned, with the query)",
     "PCA kNN (ingest)",
     "scANVI",
 )
-OURS = (KNN, HEAD, TUNED)
+OURS = (KNN, HEAD, TUNED, TUNED_QUERY)
+UNLABELED = "Unknown"
 SMOKE = {
     "atlas_cells": 450,
     "patients_per_tissue": 3,
@@ -159,20 +166,29 @@ def pretrain(cells: ad.AnnData, args, seed: int) -> CancerGPTModel:
 
 
 def cancergpt_methods(model, reference, query, args, seed) -> dict[str, tuple]:
-    """``{method: (predicted labels, uncertainty)}`` of the three CancerGPT methods."""
+    """``{method: (predicted labels, uncertainty)}`` of the CancerGPT methods."""
     out = {}
     for adata in (reference, query):
         adata.obsm["X_cancergpt"] = model.get_latent_representation(adata, progress_bar=False)
     result = transfer_labels(reference, query, LABEL, k=K, unknown_threshold=None, inplace=False)
     out[KNN] = (result[f"{LABEL}_pred"].to_numpy(), result[f"{LABEL}_uncertainty"].to_numpy())
 
-    for name, kwargs in ((HEAD, {}), (TUNED, {"encoder": model})):
+    unlabelled = query.copy()
+    unlabelled.obs[LABEL] = UNLABELED  # the query's states are not shown
+    with_query = ad.concat([reference, unlabelled], join="inner", merge="same")
+    with_query.obs[LABEL] = with_query.obs[LABEL].astype(str).astype("category")
+    heads = (
+        (HEAD, reference, {}, {}),
+        (TUNED, reference, {"encoder": model}, {}),
+        (TUNED_QUERY, with_query, {"encoder": model}, {"unlabeled_category": UNLABELED}),
+    )
+    for name, cells, kwargs, setup in heads:
         scvi.settings.seed = seed
-        ref = reference.copy()
+        ref = cells.copy()
         if "encoder" in kwargs:
             # the encoder reads the reference's expression: no embedding registered
             del ref.obsm["X_cancergpt"]
-        CellStateModel.setup_anndata(ref, labels_key=LABEL)
+        CellStateModel.setup_anndata(ref, labels_key=LABEL, **setup)
         head = CellStateModel(ref, **kwargs)
         epochs = {}
         if "encoder" in kwargs and args.finetune_epochs is not None:

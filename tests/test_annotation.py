@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scvi
 import torch
+from scvi import REGISTRY_KEYS
 
 from cancergpt_scvi.annotation import (
     UNKNOWN,
     CellStateModel,
+    CellStateModule,
     annotation_scores,
     transfer_labels,
 )
@@ -249,3 +253,60 @@ def test_head_refuses_unusable_setups(separated_model, embedded):
     query.obsm["X_cancergpt"][0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
         head.predict(query)
+
+
+def test_unlabelled_cells_add_no_cross_entropy(embedded):
+    torch.manual_seed(0)
+    module = CellStateModule(n_input=embedded.obsm["X_cancergpt"].shape[1], n_labels=3)
+    module.unlabeled_code = 3
+    module.eval()
+    z = torch.from_numpy(embedded.obsm["X_cancergpt"][:40])
+    y = torch.tensor([0, 1, 2, 3] * 10).view(-1, 1).float()
+
+    def loss(rows):
+        logits = module.classify(z[rows])
+        return module.loss({REGISTRY_KEYS.LABELS_KEY: y[rows]}, {}, {"logits": logits}).loss
+
+    labelled = (y.view(-1) != 3).nonzero().view(-1)
+    torch.testing.assert_close(loss(torch.arange(40)), loss(labelled))
+    assert not torch.isclose(loss(torch.arange(40)), loss(torch.arange(20)))
+
+
+def test_unlabelled_cells_reach_the_encoder_through_self_supervision_only(separated_model):
+    encoder = copy.deepcopy(separated_model.module)
+    module = CellStateModule(n_input=encoder.embed_dim, n_labels=2, encoder=encoder)
+    module.unlabeled_code = 2
+    x = torch.from_numpy(np.asarray(separated_model.adata.X[:16].toarray(), dtype=np.float32))
+    tensors = {REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.LABELS_KEY: torch.full((16, 1), 2.0)}
+    grads = {}
+    for weight in (0.0, 1.0):
+        module.zero_grad()
+        module(tensors, loss_kwargs={"self_supervised_weight": weight})[2].loss.backward()
+        grads[weight] = sum(
+            float(p.grad.abs().sum()) for p in encoder.encoder.parameters() if p.grad is not None
+        )
+    assert grads[0.0] == 0.0
+    assert grads[1.0] > 0.0
+
+
+def test_head_trains_with_an_unlabelled_query(separated_model):
+    adata = separated_model.adata.copy()
+    held_out = _split_patients(adata)
+    truth = adata.obs[LABEL].astype(str).to_numpy()
+    labels = truth.astype(object)
+    labels[held_out] = "Unknown"
+    adata.obs[LABEL] = pd.Categorical(labels)
+    scvi.settings.seed = 0
+    CellStateModel.setup_anndata(adata, labels_key=LABEL, unlabeled_category="Unknown")
+    head = CellStateModel(adata, encoder=separated_model)
+    assert sorted(head.labels_) == sorted(set(truth[~held_out]))
+    head.train(max_epochs=2, batch_size=64, enable_progress_bar=False)
+    probs = head.predict(adata[held_out], soft=True)
+    assert list(probs.columns) == head.labels_
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="self_supervised_weight must be >= 0"):
+        head.train(max_epochs=1, self_supervised_weight=-1.0, enable_progress_bar=False)
+    one_state = adata.copy()
+    one_state.obs[LABEL] = pd.Categorical(np.where(held_out, "Unknown", truth[0]).astype(object))
+    with pytest.raises(ValueError, match="at least 2 states"):
+        CellStateModel.setup_anndata(one_state, labels_key=LABEL, unlabeled_category="Unknown")

@@ -15,11 +15,17 @@ import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
-from scvi.data.fields import CategoricalObsField, LayerField, ObsmField
+from scvi.data.fields import (
+    CategoricalObsField,
+    LabelsWithUnlabeledObsField,
+    LayerField,
+    ObsmField,
+)
 from scvi.dataloaders import DataSplitter
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
+from cancergpt_scvi._listing import listing
 from cancergpt_scvi.model import CancerGPTModel
 
 from ._module import EMBEDDING_KEY, CellStateModule
@@ -43,6 +49,9 @@ class CellStateModel(BaseModelClass):
     - with ``encoder=`` a :class:`~cancergpt_scvi.model.CancerGPTModel` (e.g. the published
       weights from :meth:`~cancergpt_scvi.model.CancerGPTModel.load_pretrained`): a copy of
       its encoder is fine-tuned together with the classifier; the given model is not changed.
+      The encoder keeps its self-supervised objective while it is fine-tuned, and cells
+      without a state (``unlabeled_category`` of :meth:`setup_anndata`, e.g. the query to be
+      annotated, as with scANVI) take part in that objective only.
 
     Parameters
     ----------
@@ -103,13 +112,19 @@ class CellStateModel(BaseModelClass):
             n_input = int(self.summary_stats[f"n_{EMBEDDING_KEY}"])
         # from the registry: a head loaded without data has no AnnData manager
         labels = self.registry_["field_registries"][REGISTRY_KEYS.LABELS_KEY]["state_registry"]
-        self.labels_ = list(labels["categorical_mapping"])
+        mapping = list(labels["categorical_mapping"])
+        unlabeled_code = None
+        if labels.get(LabelsWithUnlabeledObsField.UNLABELED_CATEGORY) is not None:
+            # scvi-tools puts the unlabeled category last
+            unlabeled_code, mapping = len(mapping) - 1, mapping[:-1]
+        self.labels_ = mapping
         self.module = self._module_cls(
             n_input=n_input,
             n_labels=len(self.labels_),
             n_hidden=n_hidden,
             dropout=dropout,
             encoder=encoder_module,
+            unlabeled_code=unlabeled_code,
         )
         self._model_summary_string = (
             f"CellStateModel: {len(self.labels_)} states, "
@@ -149,6 +164,7 @@ class CellStateModel(BaseModelClass):
         cls,
         adata: ad.AnnData,
         labels_key: str,
+        unlabeled_category: str | None = None,
         embedding_key: str | None = "X_cancergpt",
         layer: str | None = None,
         **kwargs,
@@ -161,13 +177,26 @@ class CellStateModel(BaseModelClass):
             Reference cells.
         labels_key
             ``obs`` column with each cell's state; every cell needs one.
+        unlabeled_category
+            The value of ``labels_key`` that marks cells without a known state (as in
+            scANVI): typically the query, concatenated to the reference, so that a
+            fine-tuned encoder adapts to its cells through the self-supervised objective.
+            They add nothing to the classifier's loss. ``None``: every cell is labelled.
         embedding_key
             ``obsm`` key of the CancerGPT embeddings the classifier reads; ``None`` (or a key
             the AnnData lacks) when an encoder will be fine-tuned instead.
         layer
             Layer with the expression (default ``X``), read when fine-tuning.
         """
-        reference_labels(adata, labels_key)
+        labels = reference_labels(adata, labels_key)
+        if unlabeled_category is not None:
+            states = [c for c in labels.categories if c != str(unlabeled_category)]
+            if len(states) < 2:
+                raise ValueError(
+                    f"Besides unlabeled_category={unlabeled_category!r}, obs[{labels_key!r}] "
+                    f"holds {len(states)} state(s) ({listing(states)}); a cell-state head needs "
+                    "labelled cells of at least 2 states."
+                )
         if embedding_key is not None and embedding_key not in adata.obsm:
             source = kwargs.get("source_registry")
             if source is not None and source["setup_args"].get("embedding_key") is not None:
@@ -180,7 +209,13 @@ class CellStateModel(BaseModelClass):
         if embedding_key is not None:
             embedding_of(adata, embedding_key, "reference")
         setup_method_args = cls._get_setup_method_args(**locals())
-        fields = [CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key)]
+        fields = [
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key)
+            if unlabeled_category is None
+            else LabelsWithUnlabeledObsField(
+                REGISTRY_KEYS.LABELS_KEY, labels_key, unlabeled_category
+            )
+        ]
         if embedding_key is not None:
             fields.append(ObsmField(EMBEDDING_KEY, embedding_key))
         if layer is not None or adata.X is not None:
@@ -194,6 +229,13 @@ class CellStateModel(BaseModelClass):
         if self._encoder is not None and self.module.encoder is None:
             self.module.encoder = self._encoder.module
 
+    def _has_unlabeled_cells(self) -> bool:
+        code = self.module.unlabeled_code
+        if code is None or self.adata is None:
+            return False
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY)
+        return bool((np.asarray(codes).ravel() == code).any())
+
     def _training_embeddings(self) -> np.ndarray:
         if self._encoder is not None:
             return self._encoder.get_latent_representation(self.adata, progress_bar=False)
@@ -204,6 +246,7 @@ class CellStateModel(BaseModelClass):
         max_epochs: int | None = None,
         lr: float = 1e-3,
         encoder_lr: float = 3e-4,
+        self_supervised_weight: float | None = None,
         weight_decay: float = 1e-4,
         batch_size: int = 128,
         train_size: float = 0.9,
@@ -224,6 +267,11 @@ class CellStateModel(BaseModelClass):
             Learning rate of the classifier (AdamW).
         encoder_lr
             Learning rate of the encoder when fine-tuning (AdamW, weight decay 0.01).
+        self_supervised_weight
+            Weight of the encoder's masked expression + MVC loss on every cell (labelled or
+            not) when fine-tuning; default 0.1 when the AnnData holds cells of the
+            unlabeled category (they adapt the encoder through it), else 0 (the labels
+            alone). Ignored without an encoder.
         weight_decay
             L2 weight decay (AdamW) of the classifier.
         batch_size
@@ -259,7 +307,18 @@ class CellStateModel(BaseModelClass):
                     "weight_decay": 0.01,
                 }
             )
+        if self_supervised_weight is None:
+            self_supervised_weight = 0.1 if self._has_unlabeled_cells() else 0.0
+        if self_supervised_weight < 0:
+            raise ValueError(f"self_supervised_weight must be >= 0, got {self_supervised_weight}.")
+        if not fine_tune and self.module.unlabeled_code is not None:
+            logger.warning(
+                "Cells of the unlabeled category carry no signal for a head on fixed "
+                "embeddings; they take part only when an encoder is fine-tuned (encoder=)."
+            )
         plan_kwargs = dict(plan_kwargs or {})
+        if fine_tune:
+            plan_kwargs.setdefault("self_supervised_weight", self_supervised_weight)
         plan_kwargs.setdefault("optimizer", "Custom")
         plan_kwargs.setdefault("optimizer_creator", lambda _: torch.optim.AdamW(groups))
         if early_stopping and (train_size < 1.0 or validation_size):

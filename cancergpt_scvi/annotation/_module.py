@@ -21,7 +21,9 @@ class CellStateModule(BaseModuleClass):
     through an MLP with one hidden layer (or a linear layer, ``n_hidden=0``) to one logit per
     state. With an ``encoder``, the embedding is computed from the expression by that
     CancerGPT module in the same step, so that training fine-tunes the encoder with the
-    classifier.
+    classifier; the encoder's self-supervised objective (masked expression and MVC) can be
+    kept alongside, on every cell, labelled or not (``self_supervised_weight`` of
+    :meth:`loss`). Cells of ``unlabeled_code`` have no state: they add no cross-entropy.
 
     Parameters
     ----------
@@ -36,6 +38,9 @@ class CellStateModule(BaseModuleClass):
     encoder
         A :class:`~cancergpt_scvi.module.CancerGPTModule` to fine-tune; ``None`` reads
         precomputed embeddings.
+    unlabeled_code
+        Label code of the cells without a state (scvi-tools puts the unlabeled category
+        last: ``n_labels``); ``None`` when every cell has one.
     """
 
     def __init__(
@@ -45,11 +50,13 @@ class CellStateModule(BaseModuleClass):
         n_hidden: int = 128,
         dropout: float = 0.1,
         encoder: CancerGPTModule | None = None,
+        unlabeled_code: int | None = None,
     ):
         super().__init__()
         if n_labels < 2:
             raise ValueError(f"A classifier needs at least 2 states, got {n_labels}.")
         self.n_input, self.n_labels = n_input, n_labels
+        self.unlabeled_code = unlabeled_code
         self.encoder = encoder
         self.register_buffer("z_mean", torch.zeros(n_input))
         self.register_buffer("z_scale", torch.ones(n_input))
@@ -99,16 +106,47 @@ class CellStateModule(BaseModuleClass):
         return {"logits": self.classify(z)}
 
     def loss(
-        self, tensors: dict[str, torch.Tensor], inference_outputs: dict, generative_outputs: dict
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict,
+        generative_outputs: dict,
+        self_supervised_weight: float = 0.0,
     ) -> LossOutput:
-        """Cross-entropy of the known states; the accuracy is logged alongside."""
+        """Cross-entropy of the known states (+ the encoder's self-supervised loss).
+
+        Parameters
+        ----------
+        tensors, inference_outputs, generative_outputs
+            As in scvi-tools' module contract.
+        self_supervised_weight
+            Weight of the encoder's masked expression + MVC loss
+            (:meth:`~cancergpt_scvi.module.CancerGPTModule.self_supervised_loss`), averaged
+            over every cell of the minibatch; used only when fine-tuning an encoder.
+
+        The cross-entropy is averaged over the cells with a state; the accuracy on them is
+        logged alongside.
+        """
         logits = generative_outputs["logits"]
         y = tensors[REGISTRY_KEYS.LABELS_KEY].long().view(-1)
-        ce = F.cross_entropy(logits, y, reduction="none")
-        accuracy = (logits.argmax(dim=-1) == y).float().mean()
+        labelled = (
+            torch.ones_like(y, dtype=torch.bool)
+            if self.unlabeled_code is None
+            else y != self.unlabeled_code
+        )
+        # unlabelled cells get a valid dummy target, then a zero weight
+        ce = F.cross_entropy(logits, torch.where(labelled, y, 0), reduction="none") * labelled
+        n_labelled = labelled.sum().clamp(min=1)
+        loss = ce.sum() / n_labelled
+        per_cell = ce
+        metrics = {"accuracy": ((logits.argmax(dim=-1) == y) & labelled).sum().float() / n_labelled}
+        if self.encoder is not None and self_supervised_weight > 0:
+            ssl = self.encoder.self_supervised_loss(tensors[REGISTRY_KEYS.X_KEY])
+            loss = loss + self_supervised_weight * ssl.mean()
+            per_cell = per_cell + self_supervised_weight * ssl
+            metrics["self_supervised_loss"] = ssl.mean()
         return LossOutput(
-            loss=ce.mean(),
-            reconstruction_loss=ce,
+            loss=loss,
+            reconstruction_loss=per_cell,
             n_obs_minibatch=len(y),
-            extra_metrics={"accuracy": accuracy},
+            extra_metrics=metrics,
         )

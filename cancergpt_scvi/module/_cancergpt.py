@@ -234,6 +234,37 @@ class CancerGPTModule(BaseModuleClass):
             "mvc_pred": self.mvc_decoder(decoder_in[:, 0], self.gene_encoder(tokens.gene_ids)),
         }
 
+    def reconstruction_errors(
+        self, inference_outputs: dict, generative_outputs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-cell mean squared errors ``(B,)`` of the masked bins and of the MVC prediction."""
+        tokens: TokenBatch = inference_outputs["tokens"]
+        masked = inference_outputs["masked"].float()
+        # bins on a 0..1 scale: raw bins (up to 50) would take an Adam-trained output layer
+        # thousands of steps just to reach their mean
+        target = tokens.values / (self.n_bins - 1)
+        sq = (generative_outputs["expr_pred"] - target) ** 2
+        mlm = (sq * masked).sum(dim=1) / masked.sum(dim=1).clamp(min=1)
+        genes = tokens.gene_positions.float()
+        mvc = ((generative_outputs["mvc_pred"] - target) ** 2 * genes).sum(dim=1)
+        return mlm, mvc / genes.sum(dim=1).clamp(min=1)
+
+    def self_supervised_loss(self, x: torch.Tensor, mvc_weight: float = 1.0) -> torch.Tensor:
+        """Masked expression + ``mvc_weight`` x MVC error of each cell ``(B,)``, with gradients.
+
+        The pretraining objective without the adversary and without the decoders' batch and
+        technology terms, so that it applies to cells of batches the model has not seen (a
+        query being annotated). Masking and gene choice follow the module's mode.
+        """
+        inference_outputs = self.inference(x)
+        token_out, tokens = inference_outputs["token_out"], inference_outputs["tokens"]
+        generative_outputs = {
+            "expr_pred": self.expr_decoder(token_out),
+            "mvc_pred": self.mvc_decoder(token_out[:, 0], self.gene_encoder(tokens.gene_ids)),
+        }
+        mlm, mvc = self.reconstruction_errors(inference_outputs, generative_outputs)
+        return mlm + mvc_weight * mvc
+
     def loss(
         self,
         tensors: dict[str, torch.Tensor],
@@ -249,17 +280,7 @@ class CancerGPTModule(BaseModuleClass):
         encoder towards an embedding that does not reveal the domain. The training plan
         schedules both weights (:class:`~cancergpt_scvi.train.CancerGPTTrainingPlan`).
         """
-        tokens: TokenBatch = inference_outputs["tokens"]
-        masked = inference_outputs["masked"].float()
-        # bins on a 0..1 scale: raw bins (up to 50) would take an Adam-trained output layer
-        # thousands of steps just to reach their mean
-        target = tokens.values / (self.n_bins - 1)
-        sq = (generative_outputs["expr_pred"] - target) ** 2
-        n_masked = masked.sum(dim=1).clamp(min=1)
-        mlm = (sq * masked).sum(dim=1) / n_masked  # per cell
-        genes = tokens.gene_positions.float()
-        mvc = ((generative_outputs["mvc_pred"] - target) ** 2 * genes).sum(dim=1)
-        mvc = mvc / genes.sum(dim=1).clamp(min=1)
+        mlm, mvc = self.reconstruction_errors(inference_outputs, generative_outputs)
         per_cell = mlm + mvc_weight * mvc
         labels = {key: tensors[DOMAIN_KEYS[key]] for key in self.adversary.covariates}
         condition = tensors[TISSUE_KEY].long().view(-1) if self.adversary.n_conditions else None
