@@ -24,13 +24,13 @@ Methods, all trained on the reference's labels only and run in the same process:
     hidden units, default training).
 ``CancerGPT head (fine-tuned)``
     The same head with ``encoder=`` the pretrained model: its encoder fine-tuned with the
-    classifier on the labels alone (the head's defaults: 15
-    epochs, encoder learning rate 3e-4; ``--finetune-epochs``
-    changes the epochs).
+    classifier on the labels alone (the head's defaults: 15 epochs, encoder learning rate
+    3e-4; ``--finetune-epochs`` changes the epochs).
 ``CancerGPT head (fine-tuned, with the query)``
     As above, trained on the reference and the query concatenated, the query's cells marked
     ``unlabeled_category`` (their states are not shown): they take part in the encoder's
-    self-supervised loss only, as the query does in scANVI's query mapping.
+    self-supervised loss only (the head's default with unlabelled cells: weight 0.1), as the
+    query does in scANVI's query mapping.
 ``PCA kNN (ingest)``
     ``sc.tl.ingest``'s rule: the query projected onto the reference's PCA (log-normalised,
     50 components), labelled by the majority of its 15 nearest reference cells; uncertainty =
