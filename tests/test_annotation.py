@@ -289,7 +289,7 @@ def test_unlabelled_cells_reach_the_encoder_through_self_supervision_only(separa
     assert grads[1.0] > 0.0
 
 
-def test_head_trains_with_an_unlabelled_query(separated_model):
+def test_head_trains_with_an_unlabelled_query(separated_model, tmp_path):
     adata = separated_model.adata.copy()
     held_out = _split_patients(adata)
     truth = adata.obs[LABEL].astype(str).to_numpy()
@@ -304,6 +304,10 @@ def test_head_trains_with_an_unlabelled_query(separated_model):
     probs = head.predict(adata[held_out], soft=True)
     assert list(probs.columns) == head.labels_
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    head.save(tmp_path / "adapted")
+    loaded = CellStateModel.load(tmp_path / "adapted", adata=adata)
+    assert loaded.labels_ == head.labels_
+    pd.testing.assert_frame_equal(loaded.predict(adata[held_out], soft=True), probs, atol=1e-5)
     with pytest.raises(ValueError, match="self_supervised_weight must be >= 0"):
         head.train(max_epochs=1, self_supervised_weight=-1.0, enable_progress_bar=False)
     one_state = adata.copy()

@@ -49,9 +49,9 @@ class CellStateModel(BaseModelClass):
     - with ``encoder=`` a :class:`~cancergpt_scvi.model.CancerGPTModel` (e.g. the published
       weights from :meth:`~cancergpt_scvi.model.CancerGPTModel.load_pretrained`): a copy of
       its encoder is fine-tuned together with the classifier; the given model is not changed.
-      The encoder keeps its self-supervised objective while it is fine-tuned, and cells
-      without a state (``unlabeled_category`` of :meth:`setup_anndata`, e.g. the query to be
-      annotated, as with scANVI) take part in that objective only.
+      Cells without a state (``unlabeled_category`` of :meth:`setup_anndata`, e.g. the
+      query to be annotated, as with scANVI) take part through the encoder's self-supervised
+      objective, kept alongside the labels while it is fine-tuned.
 
     Parameters
     ----------
@@ -164,9 +164,9 @@ class CellStateModel(BaseModelClass):
         cls,
         adata: ad.AnnData,
         labels_key: str,
-        unlabeled_category: str | None = None,
         embedding_key: str | None = "X_cancergpt",
         layer: str | None = None,
+        unlabeled_category: str | None = None,
         **kwargs,
     ) -> None:
         """Register the annotated reference: its labels, embeddings and expression.
@@ -177,16 +177,16 @@ class CellStateModel(BaseModelClass):
             Reference cells.
         labels_key
             ``obs`` column with each cell's state; every cell needs one.
-        unlabeled_category
-            The value of ``labels_key`` that marks cells without a known state (as in
-            scANVI): typically the query, concatenated to the reference, so that a
-            fine-tuned encoder adapts to its cells through the self-supervised objective.
-            They add nothing to the classifier's loss. ``None``: every cell is labelled.
         embedding_key
             ``obsm`` key of the CancerGPT embeddings the classifier reads; ``None`` (or a key
             the AnnData lacks) when an encoder will be fine-tuned instead.
         layer
             Layer with the expression (default ``X``), read when fine-tuning.
+        unlabeled_category
+            The value of ``labels_key`` that marks cells without a known state (as in
+            scANVI): typically the query, concatenated to the reference, so that a
+            fine-tuned encoder adapts to its cells through the self-supervised objective.
+            They add nothing to the classifier's loss. ``None``: every cell is labelled.
         """
         labels = reference_labels(adata, labels_key)
         if unlabeled_category is not None:
@@ -311,7 +311,7 @@ class CellStateModel(BaseModelClass):
             self_supervised_weight = 0.1 if self._has_unlabeled_cells() else 0.0
         if self_supervised_weight < 0:
             raise ValueError(f"self_supervised_weight must be >= 0, got {self_supervised_weight}.")
-        if not fine_tune and self.module.unlabeled_code is not None:
+        if not fine_tune and self._has_unlabeled_cells():
             logger.warning(
                 "Cells of the unlabeled category carry no signal for a head on fixed "
                 "embeddings; they take part only when an encoder is fine-tuned (encoder=)."
