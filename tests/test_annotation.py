@@ -257,8 +257,9 @@ def test_head_refuses_unusable_setups(separated_model, embedded):
 
 def test_unlabelled_cells_add_no_cross_entropy(embedded):
     torch.manual_seed(0)
-    module = CellStateModule(n_input=embedded.obsm["X_cancergpt"].shape[1], n_labels=3)
-    module.unlabeled_code = 3
+    module = CellStateModule(
+        n_input=embedded.obsm["X_cancergpt"].shape[1], n_labels=3, unlabeled_code=3
+    )
     module.eval()
     z = torch.from_numpy(embedded.obsm["X_cancergpt"][:40])
     y = torch.tensor([0, 1, 2, 3] * 10).view(-1, 1).float()
@@ -274,8 +275,9 @@ def test_unlabelled_cells_add_no_cross_entropy(embedded):
 
 def test_unlabelled_cells_reach_the_encoder_through_self_supervision_only(separated_model):
     encoder = copy.deepcopy(separated_model.module)
-    module = CellStateModule(n_input=encoder.embed_dim, n_labels=2, encoder=encoder)
-    module.unlabeled_code = 2
+    module = CellStateModule(
+        n_input=encoder.embed_dim, n_labels=2, encoder=encoder, unlabeled_code=2
+    )
     x = torch.from_numpy(np.asarray(separated_model.adata.X[:16].toarray(), dtype=np.float32))
     tensors = {REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.LABELS_KEY: torch.full((16, 1), 2.0)}
     grads = {}

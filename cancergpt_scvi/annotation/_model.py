@@ -307,11 +307,12 @@ class CellStateModel(BaseModelClass):
                     "weight_decay": 0.01,
                 }
             )
+        has_unlabeled = self._has_unlabeled_cells()
         if self_supervised_weight is None:
-            self_supervised_weight = 0.1 if self._has_unlabeled_cells() else 0.0
+            self_supervised_weight = 0.1 if has_unlabeled else 0.0
         if self_supervised_weight < 0:
             raise ValueError(f"self_supervised_weight must be >= 0, got {self_supervised_weight}.")
-        if not fine_tune and self._has_unlabeled_cells():
+        if not fine_tune and has_unlabeled:
             logger.warning(
                 "Cells of the unlabeled category carry no signal for a head on fixed "
                 "embeddings; they take part only when an encoder is fine-tuned (encoder=)."

@@ -249,8 +249,8 @@ class CancerGPTModule(BaseModuleClass):
         mvc = ((generative_outputs["mvc_pred"] - target) ** 2 * genes).sum(dim=1)
         return mlm, mvc / genes.sum(dim=1).clamp(min=1)
 
-    def self_supervised_loss(self, x: torch.Tensor, mvc_weight: float = 1.0) -> torch.Tensor:
-        """Masked expression + ``mvc_weight`` x MVC error of each cell ``(B,)``, with gradients.
+    def self_supervised_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Masked expression + MVC error of each cell ``(B,)``, with gradients.
 
         The pretraining objective without the adversary and without the decoders' batch and
         technology terms, so that it applies to cells of batches the model has not seen (a
@@ -263,7 +263,7 @@ class CancerGPTModule(BaseModuleClass):
             "mvc_pred": self.mvc_decoder(token_out[:, 0], self.gene_encoder(tokens.gene_ids)),
         }
         mlm, mvc = self.reconstruction_errors(inference_outputs, generative_outputs)
-        return mlm + mvc_weight * mvc
+        return mlm + mvc
 
     def loss(
         self,
