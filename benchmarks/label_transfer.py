@@ -25,7 +25,8 @@ Methods, all trained on the reference's labels only and run in the same process:
 ``CancerGPT head (fine-tuned)``
     The same head with ``encoder=`` the pretrained model: its encoder fine-tuned with the
     classifier on the labels alone (the head's defaults: 15 epochs, encoder learning rate
-    3e-4; ``--finetune-epochs`` changes the epochs).
+    3e-4, the classifier's counts thinned to ``U(0.3, 1)`` of each cell's depth;
+    ``--finetune-epochs`` changes the epochs).
 ``CancerGPT head (fine-tuned, with the query)``
     As above, trained on the reference and the query concatenated, the query's cells marked
     ``unlabeled_category`` (their states are not shown): they take part in the encoder's

@@ -316,3 +316,56 @@ def test_head_trains_with_an_unlabelled_query(separated_model, tmp_path):
     one_state.obs[LABEL] = pd.Categorical(np.where(held_out, "Unknown", truth[0]).astype(object))
     with pytest.raises(ValueError, match="at least 2 states"):
         CellStateModel.setup_anndata(one_state, labels_key=LABEL, unlabeled_category="Unknown")
+
+
+def test_fine_tuning_thins_the_classifiers_counts_in_training_only(separated_model):
+    encoder = copy.deepcopy(separated_model.module)
+    module = CellStateModule(n_input=encoder.embed_dim, n_labels=2, encoder=encoder)
+    seen = []
+    embed = module.embed
+    module.embed = lambda x: seen.append(x.sum().item()) or embed(x)
+    x = torch.from_numpy(np.asarray(separated_model.adata.X[:32].toarray(), dtype=np.float32))
+    module.train()
+    module.inference(x)
+    module.count_thinning = 0.3
+    module.inference(x)
+    module.eval()
+    module.inference(x)
+    whole = x.sum().item()
+    assert seen[0] == whole and seen[2] == whole
+    assert 0.3 * whole < seen[1] < 0.95 * whole
+    with pytest.raises(ValueError, match="count_thinning must be in"):
+        CellStateModule(n_input=8, n_labels=2, count_thinning=0.0)
+
+
+def test_head_thins_counts_only_when_the_expression_is_counts(separated_model):
+    adata = separated_model.adata.copy()
+    CellStateModel.setup_anndata(adata, labels_key=LABEL)
+    head = CellStateModel(adata, encoder=separated_model)
+    modes = []
+    embed = head.module.embed
+    head.module.embed = lambda x: (
+        modes.append((head.module.training, head.module.encoder.training)) or embed(x)
+    )
+    separated_model.module.train()  # the head's copy of the encoder is set to eval anyway
+    head.train(max_epochs=1, batch_size=64, enable_progress_bar=False)
+    assert head.module.count_thinning == 0.3
+    assert (True, False) in modes
+    # the second call starts from eval mode (after training): it trains the same way
+    modes.clear()
+    head.train(max_epochs=1, batch_size=64, enable_progress_bar=False)
+    assert (True, False) in modes  # training steps: the classifier in training mode
+    assert not any(encoder_mode for _, encoder_mode in modes)
+    separated_model.module.eval()
+    head.train(max_epochs=1, count_thinning=None, batch_size=64, enable_progress_bar=False)
+    assert head.module.count_thinning is None
+    with pytest.raises(ValueError, match="count_thinning must be in"):
+        head.train(max_epochs=1, count_thinning=2.0, enable_progress_bar=False)
+
+    normalised = separated_model.adata.copy()
+    normalised.X = np.log1p(normalised.X.toarray())
+    CellStateModel.setup_anndata(normalised, labels_key=LABEL)
+    head = CellStateModel(normalised, encoder=separated_model)
+    with pytest.warns(UserWarning, match="does not hold counts"):
+        head.train(max_epochs=1, batch_size=64, enable_progress_bar=False)
+    assert head.module.count_thinning is None

@@ -26,6 +26,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
 from cancergpt_scvi._listing import listing
+from cancergpt_scvi.data import holds_counts
 from cancergpt_scvi.model import CancerGPTModel
 
 from ._module import EMBEDDING_KEY, CellStateModule
@@ -247,6 +248,7 @@ class CellStateModel(BaseModelClass):
         lr: float = 1e-3,
         encoder_lr: float = 3e-4,
         self_supervised_weight: float | None = None,
+        count_thinning: float | None = 0.3,
         weight_decay: float = 1e-4,
         batch_size: int = 128,
         train_size: float = 0.9,
@@ -272,6 +274,13 @@ class CellStateModel(BaseModelClass):
             not) when fine-tuning; default 0.1 when the AnnData holds cells of the
             unlabeled category (they adapt the encoder through it), else 0 (the labels
             alone). Ignored without an encoder.
+        count_thinning
+            When fine-tuning, the classifier learns from each cell's counts binomially
+            thinned to a fraction drawn per cell (and step) from ``U(count_thinning, 1)``, as
+            if sequenced shallower (:func:`~cancergpt_scvi.data.thin_counts`); ``None``: the
+            counts as they are. Expression that is not whole numbers is not thinned (with a
+            warning): set up a counts layer (``layer=``) to have it. Ignored without an
+            encoder.
         weight_decay
             L2 weight decay (AdamW) of the classifier.
         batch_size
@@ -312,6 +321,20 @@ class CellStateModel(BaseModelClass):
             self_supervised_weight = 0.1 if has_unlabeled else 0.0
         if self_supervised_weight < 0:
             raise ValueError(f"self_supervised_weight must be >= 0, got {self_supervised_weight}.")
+        if count_thinning is not None and not 0.0 < count_thinning <= 1.0:
+            raise ValueError(f"count_thinning must be in (0, 1] or None, got {count_thinning}.")
+        layer = self.registry_["setup_args"]["layer"]
+        if fine_tune and count_thinning is not None and not holds_counts(self.adata, layer):
+            warnings.warn(
+                f"{'adata.X' if layer is None else f'adata.layers[{layer!r}]'} does not hold "
+                "counts (whole numbers), so they are not thinned in fine-tuning: set the "
+                "AnnData up with layer= a layer of raw counts, or pass count_thinning=None to "
+                "train without it.",
+                UserWarning,
+                stacklevel=2,
+            )
+            count_thinning = None
+        self.module.count_thinning = count_thinning if fine_tune else None
         if not fine_tune and has_unlabeled:
             logger.warning(
                 "Cells of the unlabeled category carry no signal for a head on fixed "
@@ -342,6 +365,12 @@ class CellStateModel(BaseModelClass):
             devices=devices,
             **trainer_kwargs,
         )
+        # Lightning keeps each submodule's mode (a trained or loaded head is in eval mode):
+        # the classifier trains with its dropout and thinning; the encoder, as measured, without
+        # its dropout and with the deterministic binning it embeds with
+        self.module.train()
+        if fine_tune:
+            self.module.encoder.eval()
         out = runner()
         self.module.eval()
         return out

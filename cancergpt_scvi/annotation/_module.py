@@ -8,6 +8,7 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
+from cancergpt_scvi.data import thin_counts
 from cancergpt_scvi.module import CancerGPTModule
 
 #: Registry key of the embedding the classifier reads (``REGISTRY_KEYS`` has none for it).
@@ -24,6 +25,8 @@ class CellStateModule(BaseModuleClass):
     classifier; the encoder's self-supervised objective (masked expression and MVC) can be
     kept alongside, on every cell, labelled or not (``self_supervised_weight`` of
     :meth:`loss`). Cells of ``unlabeled_code`` have no state: they add no cross-entropy.
+    While fine-tuning, the counts the classifier's embedding is computed from can be thinned
+    (``count_thinning``), so that the head learns states from cells of many depths.
 
     Parameters
     ----------
@@ -41,6 +44,11 @@ class CellStateModule(BaseModuleClass):
     unlabeled_code
         Label code of the cells without a state (scvi-tools puts the unlabeled category
         last: ``n_labels``); ``None`` when every cell has one.
+    count_thinning
+        In training with an encoder, the classifier sees each cell's counts binomially thinned
+        to a fraction drawn per cell from ``U(count_thinning, 1)``
+        (:func:`~cancergpt_scvi.data.thin_counts`); the self-supervised loss sees them whole.
+        ``None``: no thinning (needed for expression that is not counts).
     """
 
     def __init__(
@@ -51,12 +59,16 @@ class CellStateModule(BaseModuleClass):
         dropout: float = 0.1,
         encoder: CancerGPTModule | None = None,
         unlabeled_code: int | None = None,
+        count_thinning: float | None = None,
     ):
         super().__init__()
         if n_labels < 2:
             raise ValueError(f"A classifier needs at least 2 states, got {n_labels}.")
+        if count_thinning is not None and not 0.0 < count_thinning <= 1.0:
+            raise ValueError(f"count_thinning must be in (0, 1] or None, got {count_thinning}.")
         self.n_input, self.n_labels = n_input, n_labels
         self.unlabeled_code = unlabeled_code
+        self.count_thinning = count_thinning
         self.encoder = encoder
         self.register_buffer("z_mean", torch.zeros(n_input))
         self.register_buffer("z_scale", torch.ones(n_input))
@@ -97,8 +109,13 @@ class CellStateModule(BaseModuleClass):
 
     @auto_move_data
     def inference(self, x: torch.Tensor) -> dict:
-        """The cell embedding: ``x`` itself, or the encoder's embedding of expression ``x``."""
-        return {"z": self.embed(x) if self.encoder is not None else x.float()}
+        """The cell embedding: ``x`` itself, or the encoder's embedding of expression ``x``
+        (of its thinned counts in training, with ``count_thinning``)."""
+        if self.encoder is None:
+            return {"z": x.float()}
+        if self.training and self.count_thinning is not None:
+            x = thin_counts(x, self.count_thinning)
+        return {"z": self.embed(x)}
 
     @auto_move_data
     def generative(self, z: torch.Tensor) -> dict:

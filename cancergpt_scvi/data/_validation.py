@@ -44,6 +44,22 @@ def check_expression(adata: ad.AnnData, layer: str | None = None) -> None:
             )
 
 
+def holds_counts(adata: ad.AnnData, layer: str | None = None) -> bool:
+    """Whether the expression (``X`` or ``layers[layer]``) holds whole numbers only (counts).
+
+    Read in row chunks, as :func:`check_expression`.
+    """
+    matrix = adata.X if layer is None else adata.layers[layer]
+    if matrix is None:
+        return False
+    for start in range(0, adata.n_obs, _CHUNK):
+        block = matrix[start : start + _CHUNK]
+        values = block.data if sparse.issparse(block) else np.asarray(block)
+        if not np.array_equal(values, np.round(values)):
+            return False
+    return True
+
+
 def check_categorical_obs(adata: ad.AnnData, key: str | None, argument: str) -> None:
     """Refuse an obs column that is missing, continuous, or has missing values."""
     if key is None:
