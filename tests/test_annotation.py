@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -340,24 +341,32 @@ def test_fine_tuning_thins_the_classifiers_counts_in_training_only(separated_mod
 
 def test_head_thins_counts_only_when_the_expression_is_counts(separated_model):
     adata = separated_model.adata.copy()
+    whole = float(np.asarray(adata.X.sum(axis=1)).mean())  # counts of the average cell
     CellStateModel.setup_anndata(adata, labels_key=LABEL)
     head = CellStateModel(adata, encoder=separated_model)
-    modes = []
+    calls = []
     embed = head.module.embed
     head.module.embed = lambda x: (
-        modes.append((head.module.training, head.module.encoder.training)) or embed(x)
+        calls.append((head.module.training, head.module.encoder.training, float(x.sum(1).mean())))
+        or embed(x)
     )
-    separated_model.module.train()  # the head's copy of the encoder is set to eval anyway
-    head.train(max_epochs=1, batch_size=64, enable_progress_bar=False)
+
+    def train(**kwargs):
+        calls.clear()
+        head.module.encoder.train()  # whatever mode it is in, train() sets the measured one
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*does not hold counts")
+            head.train(max_epochs=1, batch_size=64, enable_progress_bar=False, **kwargs)
+        assert not any(encoder_mode for _, encoder_mode, _ in calls)
+        steps = [depth for training, _, depth in calls if training]
+        assert steps  # training steps ran with the classifier in training mode
+        return np.mean(steps) / whole
+
+    assert train() < 0.85  # thinned to U(0.3, 1): about 0.65 of each cell's counts
     assert head.module.count_thinning == 0.3
-    assert (True, False) in modes
-    # the second call starts from eval mode (after training): it trains the same way
-    modes.clear()
-    head.train(max_epochs=1, batch_size=64, enable_progress_bar=False)
-    assert (True, False) in modes  # training steps: the classifier in training mode
-    assert not any(encoder_mode for _, encoder_mode in modes)
-    separated_model.module.eval()
-    head.train(max_epochs=1, count_thinning=None, batch_size=64, enable_progress_bar=False)
+    # the second call starts from eval mode (after training) and trains the same way
+    assert train() < 0.85
+    assert 0.8 < train(count_thinning=None) < 1.2
     assert head.module.count_thinning is None
     with pytest.raises(ValueError, match="count_thinning must be in"):
         head.train(max_epochs=1, count_thinning=2.0, enable_progress_bar=False)
@@ -369,3 +378,18 @@ def test_head_thins_counts_only_when_the_expression_is_counts(separated_model):
     with pytest.warns(UserWarning, match="does not hold counts"):
         head.train(max_epochs=1, batch_size=64, enable_progress_bar=False)
     assert head.module.count_thinning is None
+
+
+def test_self_supervised_loss_sees_whole_counts(separated_model):
+    encoder = copy.deepcopy(separated_model.module)
+    module = CellStateModule(
+        n_input=encoder.embed_dim, n_labels=2, encoder=encoder, count_thinning=0.3
+    )
+    seen = []
+    ssl = encoder.self_supervised_loss
+    encoder.self_supervised_loss = lambda x: seen.append(x.clone()) or ssl(x)
+    x = torch.from_numpy(np.asarray(separated_model.adata.X[:16].toarray(), dtype=np.float32))
+    tensors = {REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.LABELS_KEY: torch.zeros(16, 1)}
+    module.train()
+    module(tensors, loss_kwargs={"self_supervised_weight": 1.0})
+    assert len(seen) == 1 and torch.equal(seen[0], x)

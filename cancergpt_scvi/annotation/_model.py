@@ -277,10 +277,11 @@ class CellStateModel(BaseModelClass):
         count_thinning
             When fine-tuning, the classifier learns from each cell's counts binomially
             thinned to a fraction drawn per cell (and step) from ``U(count_thinning, 1)``, as
-            if sequenced shallower (:func:`~cancergpt_scvi.data.thin_counts`); ``None``: the
-            counts as they are. Expression that is not whole numbers is not thinned (with a
-            warning): set up a counts layer (``layer=``) to have it. Ignored without an
-            encoder.
+            if sequenced shallower (:func:`~cancergpt_scvi.data.thin_counts`); the encoder is
+            fine-tuned through them. ``None``: the counts as they are. Expression that is not
+            whole numbers is not thinned (with a warning): set up a counts layer (``layer=``)
+            to have it. No effect without an encoder (a value outside ``(0, 1]`` is still
+            refused).
         weight_decay
             L2 weight decay (AdamW) of the classifier.
         batch_size
@@ -298,6 +299,15 @@ class CellStateModel(BaseModelClass):
         **trainer_kwargs
             Extra keyword arguments of :class:`scvi.train.Trainer`.
         """
+        if self_supervised_weight is not None and self_supervised_weight < 0:
+            raise ValueError(f"self_supervised_weight must be >= 0, got {self_supervised_weight}.")
+        if count_thinning is not None and not 0.0 < count_thinning <= 1.0:
+            raise ValueError(f"count_thinning must be in (0, 1] or None, got {count_thinning}.")
+        if self.adata is None:
+            raise ValueError(
+                "This head has no reference to train on: load it with adata= the reference, "
+                "set up with CellStateModel.setup_anndata as when it was trained."
+            )
         self._attach_encoder()
         fine_tune = self.module.encoder is not None
         if max_epochs is None:
@@ -319,17 +329,13 @@ class CellStateModel(BaseModelClass):
         has_unlabeled = self._has_unlabeled_cells()
         if self_supervised_weight is None:
             self_supervised_weight = 0.1 if has_unlabeled else 0.0
-        if self_supervised_weight < 0:
-            raise ValueError(f"self_supervised_weight must be >= 0, got {self_supervised_weight}.")
-        if count_thinning is not None and not 0.0 < count_thinning <= 1.0:
-            raise ValueError(f"count_thinning must be in (0, 1] or None, got {count_thinning}.")
         layer = self.registry_["setup_args"]["layer"]
         if fine_tune and count_thinning is not None and not holds_counts(self.adata, layer):
             warnings.warn(
                 f"{'adata.X' if layer is None else f'adata.layers[{layer!r}]'} does not hold "
-                "counts (whole numbers), so they are not thinned in fine-tuning: set the "
-                "AnnData up with layer= a layer of raw counts, or pass count_thinning=None to "
-                "train without it.",
+                "counts (non-negative whole numbers), so they are not thinned in fine-tuning: "
+                "set the AnnData up with layer= a layer of raw counts, or pass "
+                "count_thinning=None to train without it.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -367,12 +373,14 @@ class CellStateModel(BaseModelClass):
         )
         # Lightning keeps each submodule's mode (a trained or loaded head is in eval mode):
         # the classifier trains with its dropout and thinning; the encoder, as measured, without
-        # its dropout and with the deterministic binning it embeds with
+        # its dropout and with the binning it embeds with (its eval_binning)
         self.module.train()
         if fine_tune:
             self.module.encoder.eval()
-        out = runner()
-        self.module.eval()
+        try:
+            out = runner()
+        finally:
+            self.module.eval()
         return out
 
     # -- prediction -------------------------------------------------------------------------

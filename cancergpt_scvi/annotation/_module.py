@@ -45,9 +45,10 @@ class CellStateModule(BaseModuleClass):
         Label code of the cells without a state (scvi-tools puts the unlabeled category
         last: ``n_labels``); ``None`` when every cell has one.
     count_thinning
-        In training with an encoder, the classifier sees each cell's counts binomially thinned
-        to a fraction drawn per cell from ``U(count_thinning, 1)``
-        (:func:`~cancergpt_scvi.data.thin_counts`); the self-supervised loss sees them whole.
+        In training with an encoder, the embedding the classifier learns from (and through it
+        the encoder) is computed from each cell's counts binomially thinned to a fraction drawn
+        per cell from ``U(count_thinning, 1)`` (:func:`~cancergpt_scvi.data.thin_counts`); the
+        self-supervised loss sees them whole.
         ``None``: no thinning (needed for expression that is not counts).
     """
 
@@ -109,8 +110,10 @@ class CellStateModule(BaseModuleClass):
 
     @auto_move_data
     def inference(self, x: torch.Tensor) -> dict:
-        """The cell embedding: ``x`` itself, or the encoder's embedding of expression ``x``
-        (of its thinned counts in training, with ``count_thinning``)."""
+        """The cell embedding: ``x`` itself, or the encoder's embedding of expression ``x``.
+
+        In training with ``count_thinning``, the encoder embeds thinned counts.
+        """
         if self.encoder is None:
             return {"z": x.float()}
         if self.training and self.count_thinning is not None:

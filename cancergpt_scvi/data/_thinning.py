@@ -21,7 +21,7 @@ def thin_counts(
     min_keep
         Lowest keep probability, in ``(0, 1]``; 1 returns the counts unchanged.
     generator
-        Random generator (default: torch's global one).
+        Random generator on ``x``'s device (default: torch's global one).
 
     Returns
     -------
@@ -29,7 +29,7 @@ def thin_counts(
     """
     if not 0.0 < min_keep <= 1.0:
         raise ValueError(f"min_keep must be in (0, 1], got {min_keep}.")
-    keep = torch.rand(x.shape[0], 1, device=x.device, generator=generator)
+    keep = torch.rand(x.shape[0], 1, dtype=torch.float32, device=x.device, generator=generator)
     keep = min_keep + (1.0 - min_keep) * keep
     counts = x.float()
     thinned = torch.binomial(counts, keep.expand_as(counts).contiguous(), generator=generator)

@@ -45,9 +45,21 @@ def check_expression(adata: ad.AnnData, layer: str | None = None) -> None:
 
 
 def holds_counts(adata: ad.AnnData, layer: str | None = None) -> bool:
-    """Whether the expression (``X`` or ``layers[layer]``) holds whole numbers only (counts).
+    """Whether the expression holds counts: finite, non-negative whole numbers only.
 
-    Read in row chunks, as :func:`check_expression`.
+    Dense, sparse and backed matrices are read in row chunks, as :func:`check_expression`.
+
+    Parameters
+    ----------
+    adata
+        The cells.
+    layer
+        Layer to read (``None``: ``X``).
+
+    Returns
+    -------
+    ``True`` when every stored value is a finite, non-negative whole number; ``False``
+    otherwise, or when the matrix is ``None``.
     """
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
@@ -55,6 +67,8 @@ def holds_counts(adata: ad.AnnData, layer: str | None = None) -> bool:
     for start in range(0, adata.n_obs, _CHUNK):
         block = matrix[start : start + _CHUNK]
         values = block.data if sparse.issparse(block) else np.asarray(block)
+        if not (np.isfinite(values).all() and (values >= 0).all()):
+            return False
         if not np.array_equal(values, np.round(values)):
             return False
     return True
