@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -12,10 +14,20 @@ from cancergpt_scvi._listing import listing
 _CHUNK = 10_000
 
 
+def _stored_values(adata: ad.AnnData, matrix) -> Iterator[np.ndarray]:
+    """The stored values of ``matrix`` (the non-zeros of a sparse one), ``_CHUNK`` rows at a time.
+
+    Dense, sparse and backed matrices are read in row chunks so the checks need little memory.
+    """
+    for start in range(0, adata.n_obs, _CHUNK):
+        block = matrix[start : start + _CHUNK]
+        yield block.data if sparse.issparse(block) else np.asarray(block)
+
+
 def check_expression(adata: ad.AnnData, layer: str | None = None) -> None:
     """Refuse expression with negative or non-finite values, or a layer that does not exist.
 
-    Dense and backed matrices are read in row chunks so the check needs little memory.
+    Dense, sparse and backed matrices are read in row chunks.
     """
     if layer is not None and layer not in adata.layers:
         raise KeyError(
@@ -26,9 +38,7 @@ def check_expression(adata: ad.AnnData, layer: str | None = None) -> None:
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     if matrix is None:
         raise ValueError(f"{where} is empty (None); put expression values there.")
-    for start in range(0, adata.n_obs, _CHUNK):
-        block = matrix[start : start + _CHUNK]
-        values = block.data if sparse.issparse(block) else np.asarray(block)
+    for values in _stored_values(adata, matrix):
         if not np.issubdtype(values.dtype, np.number):
             raise TypeError(f"{where} must be numeric, got dtype {values.dtype}.")
         if not np.isfinite(values).all():
@@ -64,14 +74,10 @@ def holds_counts(adata: ad.AnnData, layer: str | None = None) -> bool:
     matrix = adata.X if layer is None else adata.layers[layer]
     if matrix is None:
         return False
-    for start in range(0, adata.n_obs, _CHUNK):
-        block = matrix[start : start + _CHUNK]
-        values = block.data if sparse.issparse(block) else np.asarray(block)
-        if not (np.isfinite(values).all() and (values >= 0).all()):
-            return False
-        if not np.array_equal(values, np.round(values)):
-            return False
-    return True
+    return all(
+        np.isfinite(values).all() and (values >= 0).all() and (values == np.round(values)).all()
+        for values in _stored_values(adata, matrix)
+    )
 
 
 def check_categorical_obs(adata: ad.AnnData, key: str | None, argument: str) -> None:
