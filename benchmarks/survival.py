@@ -64,14 +64,11 @@ import scvi
 import torch
 from _smoke import parse_args as parse_smoke
 
-from cancergpt_scvi.benchmark import (
-    compare_survival_features,
-    cross_validate_survival,
-    survival_folds,
-)
+from cancergpt_scvi.benchmark import compare_survival_features, cross_validate_survival
 from cancergpt_scvi.bulk import embed_bulk
 from cancergpt_scvi.datasets import simulate_malignant_atlas, simulate_survival_cohort
 from cancergpt_scvi.model import PRESETS, CancerGPTModel
+from cancergpt_scvi.train import survival_folds
 from cancergpt_scvi.survival import (
     SurvivalModel,
     concordance_harrell,

@@ -19,7 +19,8 @@ matplotlib.use("Agg")
 
 import scvi
 
-from cancergpt_scvi.benchmark import cross_validate_survival, stratified_folds, survival_folds
+from cancergpt_scvi.benchmark import cross_validate_survival
+from cancergpt_scvi.train import stratified_folds, survival_folds
 from cancergpt_scvi.datasets import simulate_survival_cohort
 from cancergpt_scvi.survival import (
     SurvivalModel,

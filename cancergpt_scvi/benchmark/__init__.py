@@ -1,6 +1,5 @@
 """Benchmarks of CancerGPT against the methods users would pick instead."""
 
-from ._cross_validation import stratified_folds, survival_folds
 from ._drug_response import (
     cross_validate_drug_response,
     drug_response_splits,
@@ -28,6 +27,4 @@ __all__ = [
     "per_drug_ridge_predict",
     "plot_drug_response",
     "plot_per_drug_comparison",
-    "stratified_folds",
-    "survival_folds",
 ]

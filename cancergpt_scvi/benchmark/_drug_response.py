@@ -16,7 +16,7 @@ from scipy import stats
 
 from cancergpt_scvi._listing import listing
 
-from ._cross_validation import stratified_folds
+from cancergpt_scvi.train import stratified_folds
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -22,7 +22,7 @@ from cancergpt_scvi.survival import (
     risk_groups,
 )
 
-from ._cross_validation import survival_folds
+from cancergpt_scvi.train import survival_folds
 
 #: Default penalty strength of each kind of feature set (standardised features; wider
 #: feature sets need more shrinkage).

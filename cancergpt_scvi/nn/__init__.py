@@ -5,6 +5,7 @@ from ._domain_adversary import DomainAdversary
 from ._domain_discriminator import DomainDiscriminator
 from ._encoders import ContinuousValueEncoder, GeneEncoder
 from ._gradient_reversal import grad_reverse
+from ._standardization import Standardization
 from ._transformer import SelfAttention, TransformerEncoder, TransformerLayer
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "GeneEncoder",
     "MVCDecoder",
     "SelfAttention",
+    "Standardization",
     "TransformerEncoder",
     "TransformerLayer",
     "grad_reverse",

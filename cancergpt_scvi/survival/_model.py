@@ -284,7 +284,7 @@ class SurvivalModel(BaseModelClass):
         Smallest penalty of the path as a fraction of its largest, when ``alpha="cv"``.
     cv_folds
         Folds of the inner cross-validation that tunes the penalty, stratified on the event
-        (:func:`~cancergpt_scvi.benchmark.survival_folds`).
+        (:func:`~cancergpt_scvi.train.survival_folds`).
     cv_scoring
         Score of that cross-validation: ``"deviance"`` (default; the cross-validated
         partial-likelihood deviance, glmnet's default for Cox models, smooth in the penalty
@@ -521,7 +521,7 @@ class SurvivalModel(BaseModelClass):
         :func:`~cancergpt_scvi.survival.cox_penalty_grid` of the training samples'
         standardised design. The folds are
         ``survival_folds(events[train_indices], cv_folds, seed)``
-        (:func:`~cancergpt_scvi.benchmark.survival_folds`, stratified on the event), positions
+        (:func:`~cancergpt_scvi.train.survival_folds`, stratified on the event), positions
         within the sorted ``train_indices``; each fold refits the path, standardised on its
         own training part, and :func:`~cancergpt_scvi.survival.tune_cox_penalty` scores it.
         Called by :meth:`train`; it does not change the model.
@@ -540,7 +540,7 @@ class SurvivalModel(BaseModelClass):
         -------
         The chosen penalty and the cross-validation curve (see ``alpha_path_``).
         """
-        from cancergpt_scvi.benchmark import survival_folds
+        from cancergpt_scvi.train import survival_folds
 
         if self._alpha_grid is None:
             raise RuntimeError("This model has a fixed alpha; pass alpha='cv' or a list to tune.")

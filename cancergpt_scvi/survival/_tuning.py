@@ -169,7 +169,7 @@ def tune_cox_penalty(
         Penalties to compare (sorted here from the largest to the smallest).
     folds
         ``(training positions, test positions)`` pairs, e.g. from
-        :func:`~cancergpt_scvi.benchmark.survival_folds`.
+        :func:`~cancergpt_scvi.train.survival_folds`.
     scoring
         ``"deviance"`` or ``"c_index"``.
     ties

@@ -1,4 +1,8 @@
-"""Cross-validation folds shared by the benchmarks: stratified K-fold, optionally grouped."""
+"""How samples are split for training: a validation draw and cross-validation folds.
+
+The task heads and the benchmarks share these rules, so that a head's own cross-validation and a
+benchmark's comparison use the same folds.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,60 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+def validation_split(
+    positions: np.ndarray,
+    train_size: float,
+    validation_size: float | None,
+    rng: np.random.Generator | np.random.RandomState,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random split of ``positions`` into training and validation, by scvi-tools' rule.
+
+    As :class:`scvi.dataloaders.DataSplitter`: ``ceil(train_size * n)`` samples train;
+    ``validation_size`` of them (rounded down), or else all the others, validate; the rest are
+    in neither. The permutation comes from ``rng`` (``np.random.RandomState(scvi.settings.seed)``
+    reproduces :class:`~scvi.dataloaders.DataSplitter`'s draw).
+
+    Parameters
+    ----------
+    positions
+        The samples to split (e.g. every cell line not held out).
+    train_size
+        Share of ``positions`` that trains, in (0, 1].
+    validation_size
+        Share that validates; ``None``: all that do not train.
+    rng
+        Source of the permutation.
+
+    Returns
+    -------
+    Sorted training positions and sorted validation positions.
+
+    Raises
+    ------
+    ValueError
+        ``train_size`` outside (0, 1], ``validation_size`` outside [0, 1), or the two adding up
+        to more than 1.
+    """
+    positions = np.asarray(positions)
+    n = len(positions)
+    if not 0.0 < train_size <= 1.0:
+        raise ValueError(f"train_size must lie in (0, 1], got {train_size}.")
+    if validation_size is not None and not (
+        0.0 <= validation_size < 1.0 and train_size + validation_size <= 1.0 + 1e-9
+    ):
+        raise ValueError(
+            f"validation_size must lie in [0, 1) with train_size + validation_size <= 1, got "
+            f"train_size={train_size}, validation_size={validation_size}."
+        )
+    # rounded first so that e.g. 0.9 * 10 = 9.000000000000002 trains 9, not 10
+    n_train = int(np.ceil(round(train_size * n, 9)))
+    n_val = n - n_train
+    if validation_size is not None:
+        n_val = min(int(np.floor(round(n * validation_size, 9))), n_val)
+    order = positions[rng.permutation(n)]
+    return np.sort(order[n_val : n_val + n_train]), np.sort(order[:n_val])
 
 
 def stratified_folds(
