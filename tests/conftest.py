@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -12,7 +13,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 #: A model small enough to train in seconds on a 2-core CPU.
 TINY = {"embed_dim": 32, "n_layers": 1, "n_heads": 2, "ffn_dim": 64, "max_seq_len": 64}
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+#: Fixtures the tests ship: the published release's gene vocabulary (gzipped) and the
+#: published pretraining corpus's tissue composition. Tests read nothing outside the repository.
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def release_vocab_path(tmp_path_factory) -> Path:
+    """The published CancerGPT vocabulary (28,725 tokens) as a plain ``vocab.json``."""
+    path = tmp_path_factory.mktemp("release_vocab") / "vocab.json"
+    with gzip.open(DATA / "cancergpt_vocab.json.gz", "rb") as src:
+        path.write_bytes(src.read())
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,6 @@ from torch import nn
 from cancergpt_scvi import CancerGPTModel
 from cancergpt_scvi.data import cell_ranger_hvg
 from cancergpt_scvi.release import ReleaseCheckpointError
-from tests.conftest import SHARED
 
 ARGS = {
     "n_bins": 51,
@@ -397,8 +396,8 @@ def test_streamed_cell_ranger_genes_equal_scanpy(batch_key, counts):
     np.testing.assert_allclose(ours["dispersions_norm"], expected["dispersions_norm"], rtol=1e-9)
 
 
-def test_the_real_release_vocabulary_reads(tmp_path):
-    vocab_path = SHARED / "data" / "cancergpt_vocab.json"
+def test_the_real_release_vocabulary_reads(tmp_path, release_vocab_path):
+    vocab_path = release_vocab_path
     vocab = json.loads(vocab_path.read_text())
     assert len(vocab) == 28_725 and vocab["<cls>"] == 0 and vocab["<pad>"] == 1
     from cancergpt_scvi.release import read_release_checkpoint, release_encoder

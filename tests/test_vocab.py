@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from cancergpt_scvi.data import GeneVocab
-from tests.conftest import SHARED
 
 
 def test_special_tokens_come_first_and_round_trip(tmp_path):
@@ -22,8 +21,8 @@ def test_special_tokens_come_first_and_round_trip(tmp_path):
     assert GeneVocab.from_json(tmp_path / "vocab.json") == vocab
 
 
-def test_release_vocabulary_loads():
-    vocab = GeneVocab.from_json(SHARED / "data" / "cancergpt_vocab.json")
+def test_release_vocabulary_loads(release_vocab_path):
+    vocab = GeneVocab.from_json(release_vocab_path)
     assert len(vocab) == 28725
     assert vocab.cls_id == 0 and vocab.pad_id == 1
     assert vocab["IGFBP7"] == 3
