@@ -74,7 +74,7 @@ import pandas as pd
 import scanpy as sc
 import scvi
 import torch
-from _smoke import parse_args as parse_smoke
+from _common import parse_smoke
 
 from cancergpt_scvi.benchmark import (
     cross_validate_drug_response,

@@ -50,7 +50,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -64,12 +63,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from _smoke import parse_args as parse_smoke
+from _common import matmul_gflops, parse_smoke, rss_kib
 from scipy import sparse
 from torch import nn
 
 from cancergpt_scvi import CancerGPTModel
-from cancergpt_scvi.model._cancergpt import _cpu_has_bf16
+from cancergpt_scvi.model import cpu_has_native_bf16
 from cancergpt_scvi.release import release_encoder
 
 RELEASE_ARGS = {
@@ -108,28 +107,6 @@ def encoder_flops(n_tokens: int, embed_dim: int, ffn_dim: int, n_layers: int) ->
         + 2 * 2 * length * e * h  # feed-forward
     )
     return float(n_layers * per_layer)
-
-
-def matmul_gflops(dtype: torch.dtype, max_n: int = 2048, repeats: int = 3) -> tuple[float, int]:
-    """Best-of-``repeats`` GFLOP/s of a square ``torch.mm``, and the size used.
-
-    The size doubles from 256 until one product takes 0.3 s (or reaches ``max_n``), so a
-    dtype without hardware support (bf16 on AVX2 CPUs: ~100x slower) is measured quickly.
-    """
-    n = 256
-    while True:
-        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-        start = time.perf_counter()
-        a @ b
-        if time.perf_counter() - start > 0.3 or n >= max_n:
-            break
-        n *= 2
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9, n
 
 
 def write_release_folder(folder: Path, seed: int = 0) -> Path:
@@ -251,23 +228,6 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.min(np.sum(a.astype(np.float64) * b, axis=1)))
 
 
-def rss_kib() -> tuple[int, int]:
-    """This process's resident set size and its peak (``VmRSS``, ``VmHWM``), KiB.
-
-    Read from ``/proc/self/status``: ``getrusage``'s ``ru_maxrss`` of a subprocess includes its
-    parent's resident size at the fork (Linux keeps the peak across ``exec``), so it would
-    report the benchmark's own memory, not the child's. Elsewhere: ``ru_maxrss`` twice.
-    """
-    try:
-        fields = dict(
-            line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines()
-        )
-        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
-    except (OSError, KeyError, ValueError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak, peak
-
-
 def memory_child(path: str, n_genes: int, chunk_size: int, batch_size: int) -> None:
     """Embed the backed h5ad at ``path`` with a ``cpu-small`` model; print peak RSS as JSON."""
     logging.getLogger("scvi").setLevel(logging.WARNING)
@@ -349,7 +309,7 @@ def main() -> None:
     logging.getLogger("scvi").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
-    native_bf16 = _cpu_has_bf16()
+    native_bf16 = cpu_has_native_bf16()
     began = time.perf_counter()
 
     print(

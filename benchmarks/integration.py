@@ -85,33 +85,33 @@ import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import scvi
 import torch
-from _smoke import parse_args as parse_smoke
+from _common import (
+    BATCHES,
+    LABEL,
+    PROTOCOLS,
+    add_atlas_arguments,
+    markdown_table,
+    parse_smoke,
+    pretrain,
+    setup_atlas,
+    simulate_protocols,
+)
 from sklearn.decomposition import PCA
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from cancergpt_scvi.benchmark import benchmark_integration
-from cancergpt_scvi.datasets import simulate_glioblastoma, simulate_malignant_atlas
 from cancergpt_scvi.model import CancerGPTModel
 
 FULL = "CancerGPT"
 ADVERSARY = "CancerGPT (adversary on)"
-PROTOCOLS = ("new_patients", "new_tissue", "subtle_states")
 #: Protocols scored with scib-metrics; ``subtle_states`` is scored by label transfer only.
 SCIB_PROTOCOLS = ("new_patients", "new_tissue")
 #: Protocols whose query has the reference's states: scored by kNN label transfer too.
 TRANSFER_PROTOCOLS = ("new_patients", "subtle_states")
-#: The subtle-state simulator setting: weak programs on 5% of the genes (default: 40 genes
-#: at a mean log-fold 1.6).
-SUBTLE_STATES = {"state_program_size": 100, "state_effect": 0.7}
 #: Neighbours of the kNN label transfer.
 TRANSFER_K = 15
-#: Batch definitions: ``obs`` column scored as batch.
-BATCHES = ("patient", "technology")
-LABEL = "cell_state"
-HELD_OUT_TISSUE = "Brain"
 AGGREGATES = ("Batch correction", "Bio conservation", "Total")
 #: Defaults of ``--smoke``: the smallest setting, for CI (``out`` None: a temporary folder).
 SMOKE = {
@@ -136,15 +136,7 @@ def parse_args() -> argparse.Namespace:
         "--batches", nargs="+", choices=BATCHES, default=list(BATCHES), help="batch definitions"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--data-seed", type=int, default=0, help="seed of the simulated data")
-    parser.add_argument("--atlas-cells", type=int, default=4500)
-    parser.add_argument("--patients-per-tissue", type=int, default=6)
-    parser.add_argument(
-        "--holdout", type=float, default=1 / 3, help="share of each tissue's patients held out"
-    )
-    parser.add_argument("--gbm-cells", type=int, default=1500)
-    parser.add_argument("--gbm-patients", type=int, default=12)
-    parser.add_argument("--n-genes", type=int, default=2000)
+    add_atlas_arguments(parser)
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument(
         "--epochs", type=int, default=6, help="pretraining epochs (cancergpt-scvi demo: 6)"
@@ -189,91 +181,14 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def _clean(adata: ad.AnnData) -> ad.AnnData:
-    """A copy with the unused categories of every categorical ``obs`` column dropped."""
-    adata = adata.copy()
-    for col in adata.obs.columns:
-        if isinstance(adata.obs[col].dtype, pd.CategoricalDtype):
-            adata.obs[col] = adata.obs[col].cat.remove_unused_categories()
-    return adata
-
-
-def _describe(name: str, adata: ad.AnnData) -> str:
-    obs = adata.obs
-    techs = obs.groupby("technology", observed=True)["patient"].nunique().to_dict()
-    return (
-        f"{name}: {adata.n_obs} cells, {obs['patient'].nunique()} patients {techs}, "
-        f"{obs['tissue'].nunique()} tissues, {obs[LABEL].nunique()} states"
-    )
-
-
-def split_new_patients(atlas: ad.AnnData, args) -> tuple[ad.AnnData, ad.AnnData]:
-    """``(pretraining cells, query cells)``: ``--holdout`` of every tissue's patients held out."""
-    # the same share of every tissue's patients held out, drawn from the data seed
-    rng = np.random.default_rng(args.data_seed)
-    held_out: list[str] = []
-    for _, patients in atlas.obs.groupby("tissue", observed=True)["patient"]:
-        names = sorted(patients.unique())
-        n_out = min(max(1, round(args.holdout * len(names))), len(names) - 1)
-        held_out += list(rng.choice(names, size=n_out, replace=False))
-    query = atlas.obs["patient"].isin(held_out).to_numpy()
-    return _clean(atlas[~query]), _clean(atlas[query])
-
-
-def simulate_atlas(args, patient_prefix: str = "P", **state_settings) -> ad.AnnData:
-    """The pan-cancer atlas of ``--atlas-cells``, ``--n-genes``, ``--patients-per-tissue``."""
-    return simulate_malignant_atlas(
-        n_cells=args.atlas_cells,
-        n_genes=args.n_genes,
-        n_patients_per_tissue=args.patients_per_tissue,
-        seed=args.data_seed,
-        patient_prefix=patient_prefix,
-        **state_settings,
-    )
-
-
-def make_data(args) -> dict[str, tuple[ad.AnnData, ad.AnnData]]:
-    """``{protocol: (pretraining cells, query cells)}``, simulated once from ``--data-seed``."""
-    atlas = simulate_atlas(args)
-    data = {}
-    if "new_patients" in args.protocol:
-        data["new_patients"] = split_new_patients(atlas, args)
-    if "subtle_states" in args.protocol:
-        subtle = simulate_atlas(args, patient_prefix="S", **SUBTLE_STATES)
-        data["subtle_states"] = split_new_patients(subtle, args)
-    if "new_tissue" in args.protocol:
-        gbm = simulate_glioblastoma(
-            n_cells=args.gbm_cells,
-            n_patients=args.gbm_patients,
-            n_genes=args.n_genes,
-            seed=args.data_seed + 1,
-            patient_prefix="GBM",
-        )
-        no_brain = (atlas.obs["tissue"] != HELD_OUT_TISSUE).to_numpy()
-        data["new_tissue"] = (_clean(atlas[no_brain]), _clean(gbm))
-    for protocol, (ref, query) in data.items():
-        leaked = set(ref.obs["patient"]) & set(query.obs["patient"])
-        assert not leaked, f"{protocol}: query patients in pretraining: {sorted(leaked)}"
-        for batch in BATCHES:
-            assert query.obs[batch].nunique() >= 2, f"{protocol}: a single {batch} in the query"
-        print(_describe(f"{protocol} pretraining", ref), flush=True)
-        print(_describe(f"{protocol} query", query), flush=True)
-    if "new_tissue" in data:
-        assert HELD_OUT_TISSUE not in set(data["new_tissue"][0].obs["tissue"])
-    return data
-
-
-def pretrain(ref: ad.AnnData, args, seed: int, adversary: bool = False) -> CancerGPTModel:
+def pretrain_model(ref: ad.AnnData, args, seed: int, adversary: bool = False) -> CancerGPTModel:
     """The default recipe (``cancergpt-scvi demo``); ``adversary``: at ``--ablation-weight``."""
-    scvi.settings.seed = seed
-    model = CancerGPTModel(ref, preset=args.preset)
     extra = {}
     if adversary:
         extra["adversarial_weight"] = args.ablation_weight
     elif args.adversarial_weight is not None:
         extra["adversarial_weight"] = args.adversarial_weight
-    model.train(max_epochs=args.epochs, enable_progress_bar=False, **extra)
-    return model
+    return pretrain(ref, seed, args.epochs, preset=args.preset, **extra)
 
 
 def last_losses(model: CancerGPTModel) -> dict[str, tuple[float, float]]:
@@ -317,14 +232,12 @@ def embed_query(data, args, timings) -> tuple[dict, dict, list]:
                 references[protocol][seed] = {n: stored[f"{n}|{seed}|reference"] for n in names}
             print(f"{protocol}: reusing the CancerGPT embeddings in {cache}", flush=True)
             continue
-        CancerGPTModel.setup_anndata(
-            ref, batch_key="batch", technology_key="technology", tissue_key="tissue"
-        )
+        setup_atlas(ref)
         for seed in args.seeds:
             embeddings[protocol][seed], references[protocol][seed] = {}, {}
             for name in names:
                 t0 = time.perf_counter()
-                model = pretrain(ref, args, seed, adversary=name == ADVERSARY)
+                model = pretrain_model(ref, args, seed, adversary=name == ADVERSARY)
                 seconds = time.perf_counter() - t0
                 timings[f"pretrain {protocol} {name} seed {seed}"] = seconds
                 t0 = time.perf_counter()
@@ -477,17 +390,6 @@ def pm(summary: pd.DataFrame, metrics) -> pd.DataFrame:
     return out
 
 
-def markdown(frame: pd.DataFrame) -> str:
-    """A frame (index levels as leading columns) as a markdown table."""
-    frame = frame.reset_index()
-    cols = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.itertuples(index=False):
-        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def plot_summary(summary: pd.DataFrame, path: Path) -> None:
     """Aggregate scores per method, one panel per protocol x batch definition (error bar: sd)."""
     protocols = list(dict.fromkeys(summary["protocol"]))
@@ -591,7 +493,7 @@ def main() -> None:
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
-    data = make_data(args)
+    data = simulate_protocols(args)
     print(
         f"pretraining budget: CancerGPTModel(preset={args.preset!r}), "
         f"model.train(max_epochs={args.epochs}) with the library's other defaults "
@@ -617,7 +519,7 @@ def main() -> None:
             sd = table[(m, "std")].fillna(0.0)
             text[m] = [f"{a:.3f} ± {b:.3f}" for a, b in zip(table[(m, "mean")], sd, strict=True)]
         print(f"\nkNN label transfer (k={TRANSFER_K}), pretraining -> query cells, mean ± sd:\n")
-        print(markdown(text))
+        print(markdown_table(text))
     if results is None:
         print("\nAcceptance checks (means over seeds):")
         for line in transfer_checks(transfer):
@@ -632,11 +534,13 @@ def main() -> None:
 
     metrics = [c for c in results.columns if c not in ("protocol", "batch", "seed", "method")]
     print("\nPer seed (every scib-metrics column):\n")
-    print(markdown(results.set_index(["protocol", "batch", "seed", "method"])))
+    print(markdown_table(results.set_index(["protocol", "batch", "seed", "method"])))
     print(f"\nMean ± sd over seeds {args.seeds} (every scib-metrics column):\n")
-    print(markdown(pm(summary, [m for m in metrics if m not in AGGREGATES] + list(AGGREGATES))))
+    print(
+        markdown_table(pm(summary, [m for m in metrics if m not in AGGREGATES] + list(AGGREGATES)))
+    )
     print(f"\nSummary, mean ± sd over seeds {args.seeds}:\n")
-    print(markdown(pm(summary, AGGREGATES)))
+    print(markdown_table(pm(summary, AGGREGATES)))
     print("\nAcceptance checks (means over seeds):")
     for line in (
         check(results, "new_patients", "patient", "Total", "scVI"),

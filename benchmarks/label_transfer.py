@@ -76,15 +76,21 @@ import pandas as pd
 import scanpy as sc
 import scvi
 import torch
-from _smoke import parse_args as parse_smoke
-from integration import SUBTLE_STATES, simulate_atlas, split_new_patients
+from _common import (
+    LABEL,
+    SUBTLE_STATES,
+    add_atlas_arguments,
+    parse_smoke,
+    pretrain,
+    setup_atlas,
+    simulate_atlas,
+    split_new_patients,
+)
 from sklearn.neighbors import KNeighborsClassifier
 
 from cancergpt_scvi.annotation import CellStateModel, annotation_scores, transfer_labels
-from cancergpt_scvi.model import CancerGPTModel
 from cancergpt_scvi.plotting import plot_confusion_matrix
 
-LABEL = "cell_state"
 REFERENCE_TECHNOLOGY = "10x 3'"
 PROTOCOLS = ("new_patients", "subtle_states")
 K = 15
@@ -117,11 +123,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--data-seed", type=int, default=0, help="seed of the simulated data")
-    parser.add_argument("--atlas-cells", type=int, default=4500)
-    parser.add_argument("--patients-per-tissue", type=int, default=6)
-    parser.add_argument("--holdout", type=float, default=1 / 3)
-    parser.add_argument("--n-genes", type=int, default=2000)
+    add_atlas_arguments(parser, glioblastoma=False)
     parser.add_argument("--epochs", type=int, default=6, help="CancerGPT pretraining epochs")
     parser.add_argument(
         "--finetune-epochs", type=int, default=None, help="default: the head's (15)"
@@ -140,30 +142,18 @@ def make_data(args) -> dict[str, tuple[ad.AnnData, ad.AnnData, ad.AnnData]]:
     for protocol in args.protocol:
         settings = SUBTLE_STATES if protocol == "subtle_states" else {}
         prefix = "S" if protocol == "subtle_states" else "P"
-        pretrain, query = split_new_patients(simulate_atlas(args, prefix, **settings), args)
-        reference = pretrain[pretrain.obs["technology"] == REFERENCE_TECHNOLOGY].copy()
+        cells, query = split_new_patients(simulate_atlas(args, prefix, **settings), args)
+        reference = cells[cells.obs["technology"] == REFERENCE_TECHNOLOGY].copy()
         assert not set(reference.obs["patient"]) & set(query.obs["patient"])
-        data[protocol] = (pretrain, reference, query.copy())
+        data[protocol] = (cells, reference, query.copy())
         techs = query.obs["technology"].value_counts().to_dict()
         print(
-            f"{protocol}: pretraining {pretrain.n_obs} cells, reference {reference.n_obs} "
+            f"{protocol}: pretraining {cells.n_obs} cells, reference {reference.n_obs} "
             f"({REFERENCE_TECHNOLOGY}, {reference.obs['patient'].nunique()} patients), query "
             f"{query.n_obs} cells of {query.obs['patient'].nunique()} new patients {techs}",
             flush=True,
         )
     return data
-
-
-def pretrain(cells: ad.AnnData, args, seed: int) -> CancerGPTModel:
-    """The default recipe (as ``cancergpt-scvi demo``)."""
-    scvi.settings.seed = seed
-    cells = cells.copy()
-    CancerGPTModel.setup_anndata(
-        cells, batch_key="batch", technology_key="technology", tissue_key="tissue"
-    )
-    model = CancerGPTModel(cells, preset="cpu-small")
-    model.train(max_epochs=args.epochs, enable_progress_bar=False)
-    return model
 
 
 def cancergpt_methods(model, reference, query, args, seed) -> dict[str, tuple]:
@@ -379,7 +369,7 @@ def main() -> None:
     for protocol, (pretrain_cells, reference, query) in data.items():
         for seed in args.seeds:
             t0 = time.perf_counter()
-            model = pretrain(pretrain_cells, args, seed)
+            model = pretrain(setup_atlas(pretrain_cells.copy()), seed, args.epochs)
             print(
                 f"{protocol} seed {seed}: pretrained in {time.perf_counter() - t0:.0f} s",
                 flush=True,

@@ -33,14 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _smoke import parse_args as parse_smoke
+from _common import markdown_table, matmul_gflops, parse_smoke, rss_kib
 
 SCRIPT = Path(__file__).resolve()
 #: Defaults of ``--smoke``: the smallest setting, for CI (``data_dir`` None: a temporary folder).
@@ -73,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the matmul")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
-    return parse_smoke(parser, SMOKE, argv)
+    return parse_smoke(parser, SMOKE, argv, scratch="data_dir")
 
 
 # -- parent: write corpora, run one measuring process per size ---------------------------------
@@ -96,9 +95,6 @@ def main() -> None:
     if args.child is not None:
         print("RESULT " + json.dumps(measure(args)), flush=True)
         return
-    if args.data_dir is None:  # --smoke: a temporary corpus, removed at exit
-        scratch = tempfile.TemporaryDirectory(prefix="pretrain_scale_smoke_")
-        args.data_dir = Path(scratch.name)
     rows = []
     for size in args.sizes:
         folder = args.data_dir / f"{size}_{args.files}files_{args.n_genes}genes"
@@ -134,7 +130,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         f"\npreset={args.preset} batch={args.batch_size} steps={args.steps} "
         f"(timed {args.steps - args.warmup}) threads={args.threads}"
     )
-    print(markdown_table(table[list(shown)].rename(columns=shown).round(3)))
+    print(markdown_table(table[list(shown)].rename(columns=shown).round(3), float_format="g"))
     rss = table["peak_rss_gib"]
     print(
         f"\npeak RSS max {rss.max():.2f} GiB (target < 3 GiB); spread across sizes "
@@ -142,19 +138,6 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     )
     ratio = table["train_over_embed"]
     print(f"training / embedding GFLOP/s: {', '.join(f'{r:.2f}' for r in ratio)} (target >= 0.5)")
-
-
-def markdown_table(table) -> str:
-    """A data frame as a markdown table, its index the first column (no ``tabulate`` needed)."""
-    header = [str(table.index.name or ""), *map(str, table.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for index, row in table.iterrows():
-        lines.append(
-            "| "
-            + " | ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in (index, *row))
-            + " |"
-        )
-    return "\n".join(lines)
 
 
 # -- child: one measurement -------------------------------------------------------------------
@@ -229,11 +212,11 @@ def measure(args: argparse.Namespace) -> dict:
         module.embed(x)
     embed_per_cell = counter.get_total_flops() / x.shape[0]
 
-    n = args.matmul_size
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    mm = min(_timed(lambda: a @ b) for _ in range(5))
-    peak = peak_rss_gib()
+    # one warm-up product at --matmul-size, then the best of 5
+    mm_gflops, _ = matmul_gflops(
+        torch.float32, max_n=args.matmul_size, repeats=5, min_n=args.matmul_size
+    )
+    peak = rss_kib()[1] / 2**20  # VmHWM, KiB -> GiB: ru_maxrss would count the parent's memory
     train_gflops = 3 * fwd_per_cell * train_cells_per_s / 1e9
     embed_gflops = embed_per_cell * embed_cells_per_s / 1e9
     return {
@@ -246,29 +229,11 @@ def measure(args: argparse.Namespace) -> dict:
         "embed_cells_per_s": embed_cells_per_s,
         "embed_gflops": embed_gflops,
         "train_over_embed": train_gflops / embed_gflops,
-        "matmul_gflops": 2 * n**3 / mm / 1e9,
+        "matmul_gflops": mm_gflops,
         "fwd_gflop_per_cell": fwd_per_cell / 1e9,
         "embed_gflop_per_cell": embed_per_cell / 1e9,
         "load_avg_1min": (load_before + os.getloadavg()[0]) / 2,
     }
-
-
-def peak_rss_gib() -> float:
-    """High-water resident memory of this process image (``VmHWM``).
-
-    Not ``ru_maxrss``: Linux carries that over ``execve`` from the forked parent, whose memory
-    (here: simulating the corpus) would then be counted.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20  # kB -> GiB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

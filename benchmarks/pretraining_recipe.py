@@ -56,8 +56,14 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
-from _smoke import parse_args as parse_smoke
-from integration import PROTOCOLS, make_data
+from _common import (
+    LABEL,
+    PROTOCOLS,
+    add_atlas_arguments,
+    parse_smoke,
+    setup_atlas,
+    simulate_protocols,
+)
 from sklearn.decomposition import PCA
 from sklearn.metrics import f1_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -123,13 +129,7 @@ def parse_args() -> argparse.Namespace:
         help="protocols of benchmarks/integration.py to score on (default: new_patients)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--atlas-cells", type=int, default=4500)
-    parser.add_argument("--patients-per-tissue", type=int, default=6)
-    parser.add_argument("--holdout", type=float, default=1 / 3)
-    parser.add_argument("--gbm-cells", type=int, default=1500)
-    parser.add_argument("--gbm-patients", type=int, default=12)
-    parser.add_argument("--n-genes", type=int, default=2000)
+    add_atlas_arguments(parser)
     parser.add_argument("--epochs", type=int, default=6, help="epochs unless a variant says")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -161,7 +161,7 @@ def run(ref, query, name: str, seed: int, args) -> dict:
     z_ref = model.get_latent_representation(progress_bar=False)
     z_query = model.get_latent_representation(query, progress_bar=False)
     row = {"variant": name, "seed": seed, "epochs": epochs}
-    for column, key in (("kNN macro-F1", "cell_state"), ("tissue kNN macro-F1", "tissue")):
+    for column, key in (("kNN macro-F1", LABEL), ("tissue kNN macro-F1", "tissue")):
         # only where the query's labels occur in the pretraining cells (not for a new tissue);
         # every tissue of new patients has pretraining patients: what the embedding keeps of it
         if set(query.obs[key]) <= set(ref.obs[key]):
@@ -177,7 +177,7 @@ def run(ref, query, name: str, seed: int, args) -> dict:
             tidy = benchmark_integration(
                 work,
                 batch_key=batch,
-                label_key="cell_state",
+                label_key=LABEL,
                 embeddings={"CancerGPT": "X_cancergpt"},
                 baselines=(),
                 umap=False,
@@ -242,9 +242,9 @@ def token_ceilings(ref, query, n_tokens: int = 127, seed: int = 0) -> pd.Series:
     for name, choose in choices.items():
         r, q = choose(bins["ref"]), choose(bins["query"])
         pca = PCA(n_components=50, random_state=0).fit(r)
-        knn = KNeighborsClassifier(n_neighbors=15).fit(pca.transform(r), ref.obs["cell_state"])
+        knn = KNeighborsClassifier(n_neighbors=15).fit(pca.transform(r), ref.obs[LABEL])
         pred = knn.predict(pca.transform(q))
-        out[name] = f1_score(query.obs["cell_state"], pred, average="macro")
+        out[name] = f1_score(query.obs[LABEL], pred, average="macro")
     return pd.Series(out, name="kNN macro-F1 of PCA on the chosen bins")
 
 
@@ -289,12 +289,10 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for protocol, (ref, query) in make_data(args).items():
-        CancerGPTModel.setup_anndata(
-            ref, batch_key="batch", technology_key="technology", tissue_key="tissue"
-        )
+    for protocol, (ref, query) in simulate_protocols(args).items():
+        setup_atlas(ref)
         print(f"{protocol}: pretraining {ref.n_obs} cells; query {query.n_obs} cells")
-        if args.token_ceilings and set(query.obs["cell_state"]) <= set(ref.obs["cell_state"]):
+        if args.token_ceilings and set(query.obs[LABEL]) <= set(ref.obs[LABEL]):
             ceilings = token_ceilings(ref, query)
             print(ceilings.round(3).to_string(), flush=True)
             ceilings.to_csv(args.out / f"token_ceilings_{protocol}.csv")

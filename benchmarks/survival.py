@@ -9,7 +9,7 @@ RNA-seq cohort of other patients (each tumour the sum of its malignant cells plu
 hazards driven by the mesenchymal and cycling malignant programs; censoring), embeds the
 bulk samples with :func:`cancergpt_scvi.bulk.embed_bulk` (counts and TPM) and scores linear
 Cox models (:class:`cancergpt_scvi.survival.SurvivalModel`) by stratified 5-fold
-cross-validation (:func:`cancergpt_scvi.benchmark.cross_validate_survival`) next to
+cross-validation (:meth:`~cancergpt_scvi.survival.SurvivalModel.cross_validate`) next to
 penalised Cox on PCA of expression, on the top-variance genes and on clinical covariates
 alone, and the C-index of the true risk on the same folds. Prints the
 table and the acceptance check (cross-validated C within 0.05 of the true risk's); writes
@@ -62,19 +62,19 @@ import pandas as pd
 import scanpy as sc
 import scvi
 import torch
-from _smoke import parse_args as parse_smoke
+from _common import parse_smoke
 
-from cancergpt_scvi.benchmark import compare_survival_features, cross_validate_survival
+from cancergpt_scvi.benchmark import compare_survival_features
 from cancergpt_scvi.bulk import embed_bulk
 from cancergpt_scvi.datasets import simulate_malignant_atlas, simulate_survival_cohort
 from cancergpt_scvi.model import PRESETS, CancerGPTModel
-from cancergpt_scvi.train import survival_folds
 from cancergpt_scvi.survival import (
     SurvivalModel,
     concordance_harrell,
     cox_penalty_grid,
     tune_cox_penalty,
 )
+from cancergpt_scvi.train import survival_folds
 
 #: Clinical covariates of ``sksurv.datasets.load_breast_cancer``.
 BREAST_CONTINUOUS = ["age", "size"]
@@ -199,7 +199,7 @@ def simulated_benchmark(args: argparse.Namespace) -> None:
 
     SurvivalModel.setup_anndata(cohort, "duration", "event", embedding_key="X_cancergpt_tpm")
     surv = SurvivalModel(cohort, alpha=0.1)
-    cross_validate_survival(surv, n_folds=args.n_folds, seed=args.seed, progress_bar=False)
+    surv.cross_validate(n_folds=args.n_folds, seed=args.seed, progress_bar=False)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     _, p_cgpt = surv.plot_kaplan_meier(
         "tertiles", ax=axes[0], title="CancerGPT (TPM) embedding, held-out risk"
@@ -207,7 +207,7 @@ def simulated_benchmark(args: argparse.Namespace) -> None:
     cohort.obsm["true_risk"] = cohort.obs[["true_risk"]].to_numpy()
     SurvivalModel.setup_anndata(cohort, "duration", "event", embedding_key="true_risk")
     truth = SurvivalModel(cohort, alpha=0.0)
-    cross_validate_survival(truth, n_folds=args.n_folds, seed=args.seed, progress_bar=False)
+    truth.cross_validate(n_folds=args.n_folds, seed=args.seed, progress_bar=False)
     _, p_true = truth.plot_kaplan_meier("tertiles", ax=axes[1], title="true risk")
     fig.tight_layout()
     fig.savefig(args.out / "survival_km.png", dpi=120)
@@ -319,7 +319,7 @@ def breast_cancer_benchmark(args: argparse.Namespace) -> None:
     for key, name in lifelines_names.items():
         start = time.time()
         for seed in args.seeds:
-            # the outer folds and inner seeds of cross_validate_survival
+            # the outer folds and inner seeds of SurvivalModel.cross_validate
             for k, (tr, te) in enumerate(survival_folds(e, n_folds=args.n_folds, seed=seed)):
                 if key == "tuned":
                     alpha, risk = lifelines_tuned(
@@ -340,9 +340,7 @@ def breast_cancer_benchmark(args: argparse.Namespace) -> None:
         for seed in args.seeds:
             SurvivalModel.setup_anndata(adata, "time", "event", **setup_kwargs)
             model = SurvivalModel(adata, n_alphas=args.n_alphas, **model_kwargs)
-            table = cross_validate_survival(
-                model, n_folds=args.n_folds, seed=seed, progress_bar=False
-            )
+            table = model.cross_validate(n_folds=args.n_folds, seed=seed, progress_bar=False)
             for k in range(args.n_folds):
                 fold = table.loc[f"fold {k}"]
                 rows.append(

@@ -19,7 +19,8 @@ from lightning.pytorch.callbacks import Callback
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from cancergpt_scvi import CancerGPTModel
-from cancergpt_scvi.corpus import CorpusDataModule, CorpusDataset, H5adCorpus
+from cancergpt_scvi.corpus import CorpusDataModule, H5adCorpus
+from cancergpt_scvi.corpus._datamodule import CorpusDataset
 from cancergpt_scvi.train import StepSeed
 
 TINY = {"embed_dim": 32, "n_layers": 1, "n_heads": 2, "ffn_dim": 64, "max_seq_len": 64}

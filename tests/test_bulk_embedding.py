@@ -9,7 +9,6 @@ import pytest
 import scvi
 import torch
 
-from cancergpt_scvi.benchmark import cross_validate_survival
 from cancergpt_scvi.bulk import bulk_log_expression, embed_bulk
 from cancergpt_scvi.data import bin_expression
 from cancergpt_scvi.datasets import simulate_survival_cohort
@@ -95,5 +94,5 @@ def test_top_expressed_genes_and_survival_on_embedding(trained_model, bulk):
     bulk = bulk.copy()
     bulk.obsm["X_cancergpt"] = embed_bulk(trained_model, bulk, progress_bar=False)
     SurvivalModel.setup_anndata(bulk, "duration", "event", embedding_key="X_cancergpt")
-    table = cross_validate_survival(SurvivalModel(bulk, alpha=0.1), n_folds=3, progress_bar=False)
+    table = SurvivalModel(bulk, alpha=0.1).cross_validate(n_folds=3, progress_bar=False)
     assert 0.0 <= table.loc["mean", "c_index_harrell"] <= 1.0

@@ -181,6 +181,21 @@ def test_foreign_data_embeds_in_any_row_order_and_is_never_registered(atlas):
     assert list(shuffled.obs.columns) == [] and dict(shuffled.uns) == {}
 
 
+def test_registered_genes_match_says_whether_the_registered_columns_are_the_input_genes(
+    trained_model, tmp_path
+):
+    import warnings
+
+    assert trained_model.registered_genes_match()
+    trained_model.save(tmp_path / "model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scvi-tools' generic var_names warning
+        loaded = CancerGPTModel.load(tmp_path / "model", adata=trained_model.adata[:, ::-1].copy())
+    assert not loaded.registered_genes_match()
+    with pytest.raises(ValueError, match="not the model's input genes in their order"):
+        loaded.train(max_epochs=1, enable_progress_bar=False)
+
+
 def test_brief_pretraining_beats_random_weights_on_held_out_patients():
     """kNN accuracy of the malignant state of new patients: briefly pretrained vs random."""
     import scvi

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from cancergpt_scvi.module import CancerGPTModule
-from cancergpt_scvi.nn import DomainDiscriminator, TransformerEncoder, grad_reverse
+from cancergpt_scvi.nn import DomainDiscriminator, TransformerEncoder
+from cancergpt_scvi.nn._gradient_reversal import grad_reverse
 from tests.conftest import TINY
 
 

@@ -327,11 +327,13 @@ def test_args_json_drives_the_architecture(tmp_path):
 
 # -- the loaded weights in our own model ----------------------------------------------------
 def test_bf16_stays_close_to_fp32(release, monkeypatch):
-    import cancergpt_scvi.model._cancergpt as core
+    import cancergpt_scvi.model._precision as precision
+    from cancergpt_scvi.model import cpu_has_native_bf16
 
+    assert isinstance(cpu_has_native_bf16(), bool)
     model = CancerGPTModel.load_pretrained(release, make_cells(n_cells=40), binning="deterministic")
     z32 = model.get_latent_representation(progress_bar=False)
-    monkeypatch.setattr(core, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match=r"no native bfloat16.*3.7x slower.*precision='fp32'"):
         z16 = model.get_latent_representation(precision="bf16", progress_bar=False)
     assert cosine(z32, z16).min() >= 0.999

@@ -19,14 +19,11 @@ matplotlib.use("Agg")
 
 import scvi
 
-from cancergpt_scvi.benchmark import cross_validate_survival
-from cancergpt_scvi.train import stratified_folds, survival_folds
 from cancergpt_scvi.datasets import simulate_survival_cohort
 from cancergpt_scvi.survival import (
     SurvivalModel,
     concordance_harrell,
     concordance_uno,
-    cox_log_partial_likelihood,
     cox_penalty_grid,
     logrank_pvalue,
     plot_kaplan_meier,
@@ -34,6 +31,8 @@ from cancergpt_scvi.survival import (
     tune_cox_penalty,
 )
 from cancergpt_scvi.survival._module import cox_partial_nll_terms
+from cancergpt_scvi.survival._tuning import cox_log_partial_likelihood
+from cancergpt_scvi.train import stratified_folds, survival_folds
 
 scvi.settings.verbosity = logging.ERROR
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
@@ -135,7 +134,8 @@ def test_efron_and_breslow_differ_only_with_tied_events():
 
 def _coefficients(model: SurvivalModel) -> np.ndarray:
     w = model.module.head.weight.detach().numpy().ravel()
-    return w / model.module.design_scale.numpy()  # back to the unstandardised features
+    # back to the unstandardised features
+    return w / model.module.standardization.scale.numpy()
 
 
 def test_unpenalised_fit_matches_lifelines_and_scikit_survival():
@@ -200,7 +200,8 @@ def test_uno_equals_harrell_without_censoring():
 def test_cross_validation_on_simulated_cohort_reaches_true_risk(cohort):
     SurvivalModel.setup_anndata(cohort, "duration", "event", embedding_key="X_pca")
     model = SurvivalModel(cohort, alpha=0.05)
-    table = cross_validate_survival(model, n_folds=5, seed=0, progress_bar=False)
+    table = model.cross_validate(n_folds=5, seed=0, progress_bar=False)
+    assert model.cv_results_ is table
     assert list(table.index) == [f"fold {k}" for k in range(5)] + ["mean", "std"]
     assert table.loc["fold 0":"fold 4", "n_test"].sum() == cohort.n_obs
     d, e = cohort.obs["duration"], cohort.obs["event"]
@@ -221,13 +222,68 @@ def test_cross_validation_on_simulated_cohort_reaches_true_risk(cohort):
     assert p == pytest.approx(logrank_pvalue(d, e, model.risk_groups("tertiles")))
 
 
+def test_cross_validate_is_the_heads_own_workflow():
+    # a fresh interpreter: cross_validate, risk_groups and plot_kaplan_meier run with the survival
+    # package alone, and nothing loads cancergpt_scvi.benchmark on the way
+    code = (
+        "import sys\n"
+        "import matplotlib\n"
+        "matplotlib.use('Agg')\n"
+        "import anndata as ad, numpy as np, pandas as pd\n"
+        "from cancergpt_scvi.survival import SurvivalModel\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.normal(size=(60, 3))\n"
+        "t, c = rng.exponential(np.exp(-x[:, 0])), rng.exponential(1.5, size=60)\n"
+        "obs = pd.DataFrame({'time': np.minimum(t, c) + 0.01, 'death': (t <= c).astype(int)})\n"
+        "obs.index = [f's{i}' for i in range(60)]\n"
+        "adata = ad.AnnData(X=np.zeros((60, 1), dtype=np.float32), obs=obs)\n"
+        "adata.obsm['emb'] = x\n"
+        "SurvivalModel.setup_anndata(adata, 'time', 'death', embedding_key='emb')\n"
+        "model = SurvivalModel(adata, alpha=0.1)\n"
+        "table = model.cross_validate(n_folds=3, progress_bar=False)\n"
+        "groups = model.risk_groups()\n"
+        "ax, p = model.plot_kaplan_meier('tertiles')\n"
+        "assert table.shape == (5, 6) and groups.notna().all() and 0 <= p <= 1\n"
+        "assert not model.is_trained  # cross-validation trains fold models, not this one\n"
+        "bad = [m for m in sys.modules if m.startswith('cancergpt_scvi.benchmark')]\n"
+        "print(bad); sys.exit(bool(bad))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+
+
+def test_cross_validate_reproduces_its_fold_models():
+    # each fold is a fresh model of the configuration, seeded 1000 * seed + k and trained on the
+    # fold's training samples: refitting one by hand gives the fold's held-out risks and C-index
+    adata = linear_cohort(90)
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    model = SurvivalModel(adata, alpha=[0.01, 1.0], cv_folds=2)
+    table = model.cross_validate(n_folds=3, seed=2, progress_bar=False)
+    d, e = adata.obs["time"].to_numpy(float), adata.obs["death"].to_numpy(float)
+    tr, te = survival_folds(e, n_folds=3, seed=2)[1]
+    with torch.random.fork_rng():
+        torch.manual_seed(2001)
+        fold = SurvivalModel(adata, alpha=[0.01, 1.0], cv_folds=2)
+        fold.train(train_indices=tr, cv_seed=2001, **QUIET)
+    risk = fold.predict_risk()
+    np.testing.assert_allclose(model.oof_risk_[te], risk[te], rtol=1e-6, atol=1e-7)
+    assert table.loc["fold 1", "alpha"] == fold.alpha_
+    assert table.loc["fold 1", "c_index_harrell"] == pytest.approx(
+        concordance_harrell(d[te], e[te], risk[te])
+    )
+    # percentiles among the fold's training risks, ties counting one half
+    expected = [(np.sum(risk[tr] < r) + 0.5 * np.sum(risk[tr] == r)) / len(tr) for r in risk[te]]
+    np.testing.assert_allclose(model.oof_risk_percentile_[te], expected)
+    assert not model.is_trained and model.alpha_ is None
+
+
 def test_shuffled_outcome_scores_near_chance(cohort):
     shuffled = cohort.copy()
     perm = np.random.default_rng(7).permutation(cohort.n_obs)
     shuffled.obs["duration"] = cohort.obs["duration"].to_numpy()[perm]
     shuffled.obs["event"] = cohort.obs["event"].to_numpy()[perm]
     SurvivalModel.setup_anndata(shuffled, "duration", "event", embedding_key="X_pca")
-    table = cross_validate_survival(SurvivalModel(shuffled, alpha=0.05), 5, progress_bar=False)
+    table = SurvivalModel(shuffled, alpha=0.05).cross_validate(5, progress_bar=False)
     assert abs(table.loc["mean", "c_index_harrell"] - 0.5) < 0.06
 
 
@@ -326,13 +382,13 @@ def test_too_few_samples_or_events_for_folds():
     adata.obs["death"] = [1, 1, 0, 1]
     SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
     with pytest.raises(ValueError, match="Cannot make 5 folds from 4 samples"):
-        cross_validate_survival(SurvivalModel(adata), 5)
+        SurvivalModel(adata).cross_validate(5)
     adata = linear_cohort(20)
     adata.obs["death"] = 0
     adata.obs.iloc[:2, adata.obs.columns.get_loc("death")] = 1
     SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
     with pytest.raises(ValueError, match="Only 2 events for 5 folds"):
-        cross_validate_survival(SurvivalModel(adata), 5)
+        SurvivalModel(adata).cross_validate(5)
 
 
 def test_risk_groups_need_cross_validation_first():
@@ -392,9 +448,7 @@ def test_cross_validation_tunes_alpha_from_a_list():
     adata = linear_cohort(120)
     SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
     model = SurvivalModel(adata)
-    table = cross_validate_survival(
-        model, n_folds=3, alpha=[0.01, 100.0], inner_folds=2, progress_bar=False
-    )
+    table = model.cross_validate(n_folds=3, alpha=[0.01, 100.0], inner_folds=2, progress_bar=False)
     chosen = table.loc["fold 0":"fold 2", "alpha"]
     assert set(chosen) <= {0.01, 100.0}
     assert np.isfinite(table.loc["mean", "c_index_harrell"])
@@ -428,7 +482,7 @@ def test_inner_cv_picks_a_stronger_penalty_on_noise_than_on_signal(caplog):
         adata = signal_or_noise_cohort(informative)
         SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
         model = SurvivalModel(adata)  # the default: alpha="cv"
-        with caplog.at_level(logging.INFO, logger="cancergpt_scvi.survival._model"):
+        with caplog.at_level(logging.INFO, logger="cancergpt_scvi.survival"):
             model.train(cv_seed=0, **QUIET)
         curve = model.alpha_path_
         assert list(curve.columns) == ["alpha", "deviance", "deviance_se", "chosen"]
@@ -479,7 +533,7 @@ def test_tuned_penalty_with_categorical_and_continuous_covariates():
     # every standardised column is penalised alike, and the covariates keep their weight
     assert w[6] > 0.1  # age
     assert w[9] > w[8] > w[7]  # one-hot stage I < II < III
-    table = cross_validate_survival(model, n_folds=3, seed=0, progress_bar=False)
+    table = model.cross_validate(n_folds=3, seed=0, progress_bar=False)
     assert table.loc["mean", "c_index_harrell"] > 0.65
     assert (table.loc["fold 0":"fold 2", "alpha"] > 0).all()
 
@@ -568,4 +622,4 @@ def test_without_survival_extra_training_works_and_metrics_name_the_extra(monkey
     with pytest.raises(ImportError, match=extra):
         plot_kaplan_meier(d, e, model.risk_groups(source="fit"))
     with pytest.raises(ImportError, match=extra):
-        cross_validate_survival(model, 3)
+        model.cross_validate(3)

@@ -13,7 +13,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import (
     CategoricalObsField,
@@ -25,11 +24,12 @@ from scvi.dataloaders import DataSplitter
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
+from cancergpt_scvi._constants import EMBEDDING_KEY, LABELS_KEY, X_KEY
 from cancergpt_scvi._listing import listing
 from cancergpt_scvi.data import holds_counts
 from cancergpt_scvi.model import CancerGPTModel
 
-from ._module import EMBEDDING_KEY, CellStateModule
+from ._module import CellStateModule
 from ._transfer import UNKNOWN, embedding_of, reference_labels
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class CellStateModel(BaseModelClass):
                 )
             n_input = int(self.summary_stats[f"n_{EMBEDDING_KEY}"])
         # from the registry: a head loaded without data has no AnnData manager
-        labels = self.registry_["field_registries"][REGISTRY_KEYS.LABELS_KEY]["state_registry"]
+        labels = self.registry_["field_registries"][LABELS_KEY]["state_registry"]
         mapping = list(labels["categorical_mapping"])
         unlabeled_code = None
         if labels.get(LabelsWithUnlabeledObsField.UNLABELED_CATEGORY) is not None:
@@ -149,7 +149,7 @@ class CellStateModel(BaseModelClass):
             raise ValueError("Fine-tuning needs the encoder set up on the reference AnnData.")
         encoder_args = encoder.adata_manager.registry["setup_args"]
         # the encoder's module reads its registered columns in order
-        same_genes = encoder._registered_genes_match() and list(encoder.adata.var_names) == list(
+        same_genes = encoder.registered_genes_match() and list(encoder.adata.var_names) == list(
             adata.var_names
         )
         if not same_genes or encoder_args.get("layer") != args["layer"]:
@@ -211,16 +211,14 @@ class CellStateModel(BaseModelClass):
             embedding_of(adata, embedding_key, "reference")
         setup_method_args = cls._get_setup_method_args(**locals())
         fields = [
-            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key)
+            CategoricalObsField(LABELS_KEY, labels_key)
             if unlabeled_category is None
-            else LabelsWithUnlabeledObsField(
-                REGISTRY_KEYS.LABELS_KEY, labels_key, unlabeled_category
-            )
+            else LabelsWithUnlabeledObsField(LABELS_KEY, labels_key, unlabeled_category)
         ]
         if embedding_key is not None:
             fields.append(ObsmField(EMBEDDING_KEY, embedding_key))
         if layer is not None or adata.X is not None:
-            fields.append(LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False))
+            fields.append(LayerField(X_KEY, layer, is_count_data=False))
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
@@ -234,7 +232,7 @@ class CellStateModel(BaseModelClass):
         code = self.module.unlabeled_code
         if code is None or self.adata is None:
             return False
-        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY)
+        codes = self.adata_manager.get_from_registry(LABELS_KEY)
         return bool((np.asarray(codes).ravel() == code).any())
 
     def _training_embeddings(self) -> np.ndarray:
@@ -313,7 +311,7 @@ class CellStateModel(BaseModelClass):
         if max_epochs is None:
             max_epochs = 15 if fine_tune else 200
         z = self._training_embeddings()
-        self.module.set_standardization(torch.from_numpy(z.mean(0)), torch.from_numpy(z.std(0)))
+        self.module.standardization.set(torch.from_numpy(z.mean(0)), torch.from_numpy(z.std(0)))
 
         classifier = list(self.module.classifier.parameters())
         groups = [{"params": classifier, "lr": lr, "weight_decay": weight_decay}]
@@ -355,7 +353,7 @@ class CellStateModel(BaseModelClass):
             trainer_kwargs.setdefault("early_stopping", True)
             trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
             trainer_kwargs.setdefault("early_stopping_patience", 10)
-        keys = [REGISTRY_KEYS.LABELS_KEY, REGISTRY_KEYS.X_KEY if fine_tune else EMBEDDING_KEY]
+        keys = [LABELS_KEY, X_KEY if fine_tune else EMBEDDING_KEY]
         runner = self._train_runner_cls(
             self,
             training_plan=self._training_plan_cls(self.module, **plan_kwargs),

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
+from cancergpt_scvi._constants import EMBEDDING_KEY, LABELS_KEY, X_KEY
 from cancergpt_scvi.data import thin_counts
 from cancergpt_scvi.module import CancerGPTModule
-
-#: Registry key of the embedding the classifier reads (``REGISTRY_KEYS`` has none for it).
-EMBEDDING_KEY = "embedding"
+from cancergpt_scvi.nn import Standardization
 
 
 class CellStateModule(BaseModuleClass):
@@ -71,8 +69,8 @@ class CellStateModule(BaseModuleClass):
         self.unlabeled_code = unlabeled_code
         self.count_thinning = count_thinning
         self.encoder = encoder
-        self.register_buffer("z_mean", torch.zeros(n_input))
-        self.register_buffer("z_scale", torch.ones(n_input))
+        # the reference embeddings' mean and sd, set by the model before training
+        self.standardization = Standardization(n_input)
         if n_hidden > 0:
             self.classifier = nn.Sequential(
                 nn.Dropout(dropout),
@@ -84,12 +82,6 @@ class CellStateModule(BaseModuleClass):
         else:
             self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_input, n_labels))
 
-    def set_standardization(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
-        """Fix the embedding's centring and scaling (``scale`` of 0 is treated as 1)."""
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        self.z_mean.copy_(torch.as_tensor(mean, dtype=self.z_mean.dtype))
-        self.z_scale.copy_(torch.as_tensor(scale, dtype=self.z_scale.dtype))
-
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's L2-normalised ``<cls>`` output, with gradients (fine-tuning)."""
         tokens = self.encoder.tokenize(x)
@@ -97,12 +89,12 @@ class CellStateModule(BaseModuleClass):
 
     def classify(self, z: torch.Tensor) -> torch.Tensor:
         """State logits ``(B, n_labels)`` of embeddings ``z``."""
-        return self.classifier((z - self.z_mean) / self.z_scale)
+        return self.classifier(self.standardization(z))
 
     # -- scvi-tools module contract ---------------------------------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
         if self.encoder is not None:
-            return {"x": tensors[REGISTRY_KEYS.X_KEY]}
+            return {"x": tensors[X_KEY]}
         return {"x": tensors[EMBEDDING_KEY]}
 
     def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
@@ -147,7 +139,7 @@ class CellStateModule(BaseModuleClass):
         logged alongside.
         """
         logits = generative_outputs["logits"]
-        y = tensors[REGISTRY_KEYS.LABELS_KEY].long().view(-1)
+        y = tensors[LABELS_KEY].long().view(-1)
         labelled = (
             torch.ones_like(y, dtype=torch.bool)
             if self.unlabeled_code is None
@@ -160,7 +152,7 @@ class CellStateModule(BaseModuleClass):
         per_cell = ce
         metrics = {"accuracy": ((logits.argmax(dim=-1) == y) & labelled).sum().float() / n_labelled}
         if self.encoder is not None and self_supervised_weight > 0:
-            ssl = self.encoder.self_supervised_loss(tensors[REGISTRY_KEYS.X_KEY])
+            ssl = self.encoder.self_supervised_loss(tensors[X_KEY])
             loss = loss + self_supervised_weight * ssl.mean()
             per_cell = per_cell + self_supervised_weight * ssl
             metrics["self_supervised_loss"] = ssl.mean()

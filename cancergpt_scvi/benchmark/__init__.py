@@ -13,7 +13,7 @@ from ._integration import (
     INTEGRATION_BASELINES,
     benchmark_integration,
 )
-from ._survival import compare_survival_features, cross_validate_survival
+from ._survival import compare_survival_features
 
 __all__ = [
     "BASELINE_OBSM_KEYS",
@@ -21,7 +21,6 @@ __all__ = [
     "benchmark_integration",
     "compare_survival_features",
     "cross_validate_drug_response",
-    "cross_validate_survival",
     "drug_response_splits",
     "nearest_drugs_predict",
     "per_drug_ridge_predict",

@@ -15,7 +15,6 @@ from anndata import AnnData
 from scipy import stats
 
 from cancergpt_scvi._listing import listing
-
 from cancergpt_scvi.train import stratified_folds
 
 if TYPE_CHECKING:
@@ -319,37 +318,6 @@ def per_drug_ridge_predict(
     return predicted
 
 
-def _nearest_drugs(
-    matrix: np.ndarray,
-    similarity: np.ndarray,
-    ks: Sequence[int],
-    exclude: np.ndarray | None = None,
-) -> dict[int, np.ndarray]:
-    """For each query drug and cell line: similarity-weighted mean of the k nearest measured.
-
-    ``matrix`` is cell lines x reference drugs (NaN: unmeasured), ``similarity`` queries x
-    reference drugs; ``exclude[j]`` is a reference column query j may not use (itself).
-    Returns k -> cell lines x queries (NaN where no similar drug was measured).
-    """
-    n_cells, n_queries = matrix.shape[0], similarity.shape[0]
-    out = {k: np.full((n_cells, n_queries), np.nan) for k in ks}
-    for j in range(n_queries):
-        order = np.argsort(-similarity[j], kind="stable")
-        values = matrix[:, order]
-        weights = similarity[j, order]
-        valid = ~np.isnan(values) & (weights > 0)[None, :]
-        if exclude is not None:
-            valid[:, order == exclude[j]] = False
-        rank = np.cumsum(valid, axis=1)
-        filled = np.where(valid, values, 0.0) * weights
-        for k in ks:
-            chosen = valid & (rank <= k)
-            total = (chosen * weights).sum(1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[k][:, j] = np.where(total > 0, (filled * chosen).sum(1) / total, np.nan)
-    return out
-
-
 def nearest_drugs_predict(
     fingerprints: Mapping[str, np.ndarray],
     train_pairs: pd.DataFrame,
@@ -361,7 +329,9 @@ def nearest_drugs_predict(
     A test pair (cell line, drug) gets the mean of the cell line's responses to the ``k``
     training drugs most similar to the drug (Tanimoto similarity of their fingerprints, e.g.
     :func:`~cancergpt_scvi.drug_response.morgan_fingerprint`) that were measured on it,
-    weighted by that similarity. Without any similar measured drug it gets the cell line's mean
+    weighted by that similarity: the rule of
+    :func:`~cancergpt_scvi.drug_response.nearest_drugs_average`, which also predicts unseen
+    drugs in the model. Without any similar measured drug it gets the cell line's mean
     training response (or the global mean). With several ``k``, the one of lowest squared error
     in leave-one-drug-out over the training drugs is used.
 
@@ -386,7 +356,7 @@ def nearest_drugs_predict(
     ValueError
         A drug of the pairs has no fingerprint, or ``k`` is not positive.
     """
-    from cancergpt_scvi.drug_response import tanimoto_similarity
+    from cancergpt_scvi.drug_response import nearest_drugs_average, tanimoto_similarity
 
     ks = [int(k)] if np.isscalar(k) else [int(v) for v in k]
     if not ks or min(ks) < 1:
@@ -404,9 +374,9 @@ def nearest_drugs_predict(
     fallback = _mean_by(train_pairs, "cell_line", test_pairs)
     if len(ks) > 1:
         # leave-one-drug-out over the training drugs
-        loo = _nearest_drugs(
-            values, tanimoto_similarity(ref_fp, ref_fp), ks, exclude=np.arange(len(reference))
-        )
+        similarity = tanimoto_similarity(ref_fp, ref_fp)
+        itself = np.arange(len(reference))
+        loo = {kk: nearest_drugs_average(values, similarity, kk, exclude=itself) for kk in ks}
         cell_means = np.nanmean(values, axis=1, keepdims=True)
         measured = ~np.isnan(values)
         errors = {
@@ -418,7 +388,7 @@ def nearest_drugs_predict(
         best = ks[0]
     queries = list(pd.unique(test_pairs["drug"].astype(str)))
     query_fp = np.stack([fingerprints[d] for d in queries])
-    predicted = _nearest_drugs(values, tanimoto_similarity(query_fp, ref_fp), [best])[best]
+    predicted = nearest_drugs_average(values, tanimoto_similarity(query_fp, ref_fp), best)
     rows = matrix.index.get_indexer(test_pairs["cell_line"].astype(str))
     cols = pd.Index(queries).get_indexer(test_pairs["drug"].astype(str))
     out = np.where(rows >= 0, predicted[np.maximum(rows, 0), cols], np.nan)

@@ -1,4 +1,4 @@
-"""Survival benchmarks: cross-validation of a SurvivalModel, and feature sets compared on it."""
+"""Survival benchmark: feature sets compared by the cross-validated C-index of a SurvivalModel."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from collections.abc import Mapping, Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
-import torch
 from scipy import sparse
 from sklearn.decomposition import PCA
-from tqdm.auto import tqdm
 
 from cancergpt_scvi._extras import require
 from cancergpt_scvi.bulk import BulkKind, bulk_log_expression
@@ -21,7 +19,6 @@ from cancergpt_scvi.survival import (
     logrank_pvalue,
     risk_groups,
 )
-
 from cancergpt_scvi.train import survival_folds
 
 #: Default penalty strength of each kind of feature set (standardised features; wider
@@ -47,138 +44,6 @@ def _clinical_matrix(
     return frame.loc[:, frame.std(axis=0) > 0].to_numpy()
 
 
-def _outcome(model: SurvivalModel) -> tuple[np.ndarray, np.ndarray]:
-    """Durations and event indicators registered with ``model``."""
-    setup = model.registry_["setup_args"]
-    obs = model.adata.obs
-    return (
-        obs[setup["duration_key"]].to_numpy(dtype=float),
-        obs[setup["event_key"]].to_numpy(dtype=float),
-    )
-
-
-def _percentile_among(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Share of ``reference`` below each value, ties counted one half."""
-    ref = np.sort(reference)
-    below = np.searchsorted(ref, values, side="left")
-    at_or_below = np.searchsorted(ref, values, side="right")
-    return (below + at_or_below) / (2.0 * len(ref))
-
-
-def _fit_fold(
-    model: SurvivalModel,
-    train: np.ndarray,
-    seed: int,
-    alpha: float | Sequence[float] | str | None = None,
-    inner_folds: int | None = None,
-    **train_kwargs,
-) -> SurvivalModel:
-    """A fresh model of ``model``'s configuration trained on ``train``.
-
-    ``alpha`` and ``inner_folds`` override the configuration's penalty and ``cv_folds``; a
-    tuned penalty is chosen by the fold model's own inner cross-validation of ``train``
-    (:meth:`~cancergpt_scvi.survival.SurvivalModel.tune_penalty`, inner folds seeded by
-    ``seed``).
-    """
-    kwargs = dict(model.init_params_["non_kwargs"])
-    if alpha is not None:
-        kwargs["alpha"] = alpha
-    if inner_folds is not None:
-        kwargs["cv_folds"] = inner_folds
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        fold_model = type(model)(model.adata, **kwargs)
-        fold_model.train(train_indices=train, cv_seed=seed, **train_kwargs)
-    return fold_model
-
-
-def cross_validate_survival(
-    model: SurvivalModel,
-    n_folds: int = 5,
-    seed: int = 0,
-    alpha: float | Sequence[float] | str | None = None,
-    inner_folds: int | None = None,
-    progress_bar: bool = True,
-    **train_kwargs,
-) -> pd.DataFrame:
-    """Stratified K-fold cross-validation of a :class:`~cancergpt_scvi.survival.SurvivalModel`.
-
-    Each fold fits a fresh model of ``model``'s configuration on the fold's training samples
-    (standardisation included) and scores its held-out samples with Harrell's C and Uno's C
-    (the censoring-weighted C, with the censoring distribution of the training samples).
-    Folds are stratified on the event indicator (:func:`survival_folds`), so each test fold
-    holds events. ``model`` itself is not trained; its ``cv_results_``, ``oof_risk_`` (each
-    sample's held-out risk) and ``oof_risk_percentile_`` (that risk as a percentile of the
-    fold's training risks) are set, for
-    :meth:`~cancergpt_scvi.survival.SurvivalModel.risk_groups` and
-    :meth:`~cancergpt_scvi.survival.SurvivalModel.plot_kaplan_meier`. Needs the
-    ``[survival]`` extra.
-
-    Parameters
-    ----------
-    model
-        A :class:`~cancergpt_scvi.survival.SurvivalModel` whose AnnData holds the outcomes.
-    n_folds
-        Number of folds (at least 2, at most the number of events).
-    seed
-        Seed of the fold assignment and of the fold models' initialisation.
-    alpha
-        Penalty of the fold models: ``None`` keeps ``model``'s (by default ``"cv"``); a
-        number fixes it; ``"cv"`` or a list of values tunes it in each fold by the fold
-        model's own inner cross-validation of the fold's training samples
-        (:meth:`~cancergpt_scvi.survival.SurvivalModel.tune_penalty`: stratified inner folds,
-        the model's ``cv_scoring``, on a tie the larger penalty), so the reported C-index is
-        not optimistic about the choice.
-    inner_folds
-        Folds of that inner cross-validation; ``None`` keeps ``model``'s ``cv_folds``.
-    progress_bar
-        Show a progress bar over folds.
-    **train_kwargs
-        Passed to :meth:`~cancergpt_scvi.survival.SurvivalModel.train`.
-
-    Returns
-    -------
-    One row per fold (``n_train``, ``n_test``, ``n_events_test``, ``alpha``: the penalty
-    used, chosen or given, ``c_index_harrell``, ``c_index_uno``), then rows ``mean`` and
-    ``std`` (the spread across folds).
-    """
-    require("sksurv.metrics", extra="survival", feature="cross_validate_survival")
-    durations, events = _outcome(model)
-    n = len(durations)
-    folds = survival_folds(events, n_folds=n_folds, seed=seed)
-    train_kwargs.setdefault("enable_progress_bar", False)
-    oof_risk = np.full(n, np.nan)
-    oof_pct = np.full(n, np.nan)
-    rows = []
-    for k, (tr, te) in enumerate(tqdm(folds, desc="CV folds", disable=not progress_bar)):
-        fold_model = _fit_fold(
-            model, tr, seed * 1000 + k, alpha=alpha, inner_folds=inner_folds, **train_kwargs
-        )
-        risk = fold_model.predict_risk()  # every sample in one pass
-        risk_te = risk[te]
-        oof_risk[te] = risk_te
-        oof_pct[te] = _percentile_among(risk[tr], risk_te)
-        rows.append(
-            {
-                "n_train": len(tr),
-                "n_test": len(te),
-                "n_events_test": int(events[te].sum()),
-                "alpha": fold_model.alpha_,
-                "c_index_harrell": concordance_harrell(durations[te], events[te], risk_te),
-                "c_index_uno": concordance_uno(
-                    durations[tr], events[tr], durations[te], events[te], risk_te
-                ),
-            }
-        )
-    table = pd.DataFrame(rows, index=[f"fold {k}" for k in range(n_folds)])
-    table.loc["mean"] = table.mean(numeric_only=True)
-    table.loc["std"] = table.iloc[:n_folds].std(numeric_only=True)
-    model.cv_results_ = table
-    model.oof_risk_ = oof_risk
-    model.oof_risk_percentile_ = oof_pct
-    return table
-
-
 def compare_survival_features(
     adata: ad.AnnData,
     duration_key: str = "duration",
@@ -199,7 +64,8 @@ def compare_survival_features(
 ) -> pd.DataFrame:
     """Cross-validated C-index of penalised Cox models on several feature sets.
 
-    Every feature set is scored on the same stratified folds (:func:`cross_validate_survival`)
+    Every feature set is scored on the same stratified folds
+    (:meth:`SurvivalModel.cross_validate <cancergpt_scvi.survival.SurvivalModel.cross_validate>`)
     with a linear :class:`~cancergpt_scvi.survival.SurvivalModel`:
 
     * each embedding in ``embeddings`` (e.g. CancerGPT embeddings of the bulk samples),
@@ -233,7 +99,7 @@ def compare_survival_features(
     alphas
         Penalty strength per kind of feature set (keys of :data:`DEFAULT_ALPHAS`); ``"cv"``
         (the model's penalty path) or a list of values is tuned in each fold by inner
-        cross-validation (see :func:`cross_validate_survival`).
+        cross-validation (see :meth:`~cancergpt_scvi.survival.SurvivalModel.cross_validate`).
     inner_folds
         Folds of that inner cross-validation; ``None``: the model's default
         (:class:`~cancergpt_scvi.survival.SurvivalModel`'s ``cv_folds``).
@@ -295,8 +161,7 @@ def compare_survival_features(
             embedding_key=key,
         )
         model = SurvivalModel(work)
-        table = cross_validate_survival(
-            model,
+        table = model.cross_validate(
             n_folds=n_folds,
             seed=seed,
             alpha=alpha,
@@ -331,7 +196,7 @@ def _oracle_row(
     n_folds: int,
     seed: int,
 ) -> dict:
-    """C-index of a known risk on the same test folds that cross_validate_survival uses."""
+    """C-index of a known risk on the same test folds that SurvivalModel.cross_validate uses."""
     d = obs[duration_key].to_numpy(float)
     e = obs[event_key].to_numpy(float)
     risk = np.asarray(true_risk, float)

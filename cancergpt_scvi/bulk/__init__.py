@@ -1,5 +1,5 @@
 """Bulk RNA samples as CancerGPT pseudo-cells."""
 
-from ._embedding import BulkKind, bulk_log_expression, embed_bulk, select_bulk_genes
+from ._embedding import BulkKind, bulk_log_expression, embed_bulk
 
-__all__ = ["BulkKind", "bulk_log_expression", "embed_bulk", "select_bulk_genes"]
+__all__ = ["BulkKind", "bulk_log_expression", "embed_bulk"]

@@ -7,6 +7,7 @@ import warnings
 import anndata as ad
 import numpy as np
 import scanpy as sc
+import torch
 from scipy import sparse
 from scipy.sparse.linalg import LinearOperator, svds
 
@@ -166,3 +167,37 @@ def pca_gene_loadings(
     loadings = loadings * weights
     sd = loadings.std()
     return (loadings / (sd if sd > 0 else 1.0)).astype(np.float32)
+
+
+def init_gene_embeddings(
+    table: torch.Tensor,
+    adata: ad.AnnData,
+    gene_ids: np.ndarray,
+    pad_id: int,
+    layer: str | None = None,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+) -> None:
+    """Set the token genes' rows of a gene embedding table to their PCA loadings, in place.
+
+    Parameters
+    ----------
+    table
+        ``(n_tokens, embed_dim)`` embedding weights, indexed by token id.
+    adata
+        The cells (see :func:`pca_gene_loadings`).
+    gene_ids
+        Token id of each column of ``adata``; ``pad_id`` for columns that are not tokens.
+    pad_id
+        Id of ``<pad>``.
+    layer, groups, seed
+        As in :func:`pca_gene_loadings`.
+    """
+    tokens = np.flatnonzero(gene_ids != pad_id)
+    if len(tokens) == 0:
+        return
+    loadings = pca_gene_loadings(
+        adata, table.shape[1], layer=layer, genes=tokens, seed=seed, groups=groups
+    )
+    with torch.no_grad():
+        table[torch.as_tensor(gene_ids[tokens])] = torch.as_tensor(loadings, dtype=table.dtype)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import anndata as ad
 import numpy as np
 import pandas as pd
+import torch
 from scipy import sparse
 
 from cancergpt_scvi._listing import listing
@@ -52,6 +53,23 @@ def check_expression(adata: ad.AnnData, layer: str | None = None) -> None:
                 "non-negative expression. Use raw counts or normalised (not scaled / centred) "
                 "values, e.g. a 'counts' layer."
             )
+
+
+def check_expression_values(values: np.ndarray | torch.Tensor) -> None:
+    """Refuse negative or non-finite values met while a model reads expression.
+
+    :func:`check_expression` checks an AnnData when it is set up; this checks the values read
+    afterwards, which the AnnData may have gained since (it was changed after setup).
+    """
+    values = torch.as_tensor(values)
+    if values.numel() == 0:
+        return
+    if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+        raise ValueError(
+            "The expression holds negative or non-finite values (NaN or inf): CancerGPT bins "
+            "non-negative expression. Was the AnnData changed after setup_anndata? Restore raw "
+            "counts or normalised (not scaled) values, or run setup_anndata again to check them."
+        )
 
 
 def holds_counts(adata: ad.AnnData, layer: str | None = None) -> bool:

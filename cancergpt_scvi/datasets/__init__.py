@@ -1,7 +1,7 @@
 """Example data: simulated malignant atlases, tumours, cohorts and screens; real GDSC screens."""
 
 from ._corpus import write_simulated_corpus
-from ._gdsc import GDSCData, match_cell_lines, normalize_cell_line_name, read_gdsc
+from ._gdsc import GDSCData, match_cell_lines, read_gdsc
 from ._glioblastoma import GLIOBLASTOMA_STATES, simulate_glioblastoma
 from ._malignant_atlas import (
     MALIGNANT_STATES,
@@ -11,7 +11,6 @@ from ._malignant_atlas import (
 from ._pharmacogenomics import (
     EXAMPLE_DRUG_SMILES,
     SimulatedDrugResponse,
-    example_drug_library,
     simulate_drug_response,
 )
 from ._survival_cohort import simulate_survival_cohort
@@ -23,9 +22,7 @@ __all__ = [
     "PRETRAINING_TISSUE_COMPOSITION",
     "GDSCData",
     "SimulatedDrugResponse",
-    "example_drug_library",
     "match_cell_lines",
-    "normalize_cell_line_name",
     "read_gdsc",
     "simulate_drug_response",
     "simulate_glioblastoma",

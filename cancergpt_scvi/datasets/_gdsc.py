@@ -69,7 +69,7 @@ class GDSCData:
     dropped: dict[str, list[str]] = field(default_factory=dict)
 
 
-def normalize_cell_line_name(name: str) -> str:
+def _normalized_name(name: str) -> str:
     """A cell-line name without case and punctuation (``"NCI-H460"`` -> ``"ncih460"``).
 
     Parameters
@@ -90,7 +90,8 @@ def match_cell_lines(
     """Match the screen's cell-line names to the expression's, across case and punctuation.
 
     Names equal in both lists match. The others match when they are the only screen name and
-    the only expression name left with the same :func:`normalize_cell_line_name`; when
+    the only expression name left with the same name once lower-cased and stripped of every
+    character other than a-z and 0-9 (``"NCI-H460"`` -> ``"ncih460"``); when
     several are left on a side (``"KM-H2"`` and ``"KMH-2"`` for ``"KMH2"``), which is which
     cannot be told and they are ambiguous.
 
@@ -116,7 +117,7 @@ def match_cell_lines(
     groups: dict[str, tuple[list[str], list[str]]] = {}
     for side, names in ((0, screen), (1, expression)):
         for name in names:
-            groups.setdefault(normalize_cell_line_name(name), ([], []))[side].append(name)
+            groups.setdefault(_normalized_name(name), ([], []))[side].append(name)
     matched, unmatched, ambiguous = {}, [], {}
     for key, (left, right) in groups.items():
         for name in [n for n in left if n in right]:

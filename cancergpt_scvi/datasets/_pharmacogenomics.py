@@ -112,12 +112,12 @@ def _analogue(mol: Chem.Mol, rng: np.random.Generator, n_substituents: int) -> s
     return Chem.MolToSmiles(rw)
 
 
-def example_drug_library(n_drugs: int, seed: int = 0) -> dict[str, str]:
+def _drug_library(n_drugs: int, seed: int = 0) -> dict[str, str]:
     """Drug name to SMILES: the real drugs of :data:`EXAMPLE_DRUG_SMILES`, then analogues.
 
     Beyond the real drugs, analogues (``"<drug>-a<k>"``) carry one or two extra methyl,
     halogen, hydroxyl or amino groups, so large screens (hundreds of drugs) keep realistic,
-    valid structures with families of related compounds.
+    valid structures with families of related compounds. Needs RDKit (the caller requires it).
 
     Parameters
     ----------
@@ -129,20 +129,14 @@ def example_drug_library(n_drugs: int, seed: int = 0) -> dict[str, str]:
     Returns
     -------
     Drug name to SMILES, ``n_drugs`` entries.
-
-    Raises
-    ------
-    ImportError
-        RDKit is not installed (extra ``[drug]``).
     """
     if n_drugs < 1:
         raise ValueError(f"n_drugs must be positive, got {n_drugs}.")
-    Chem = require("rdkit.Chem", extra="drug", feature="example_drug_library")
-    from cancergpt_scvi.drug_response import parse_smiles
+    from rdkit import Chem  # present: the caller required it
 
     library = dict(list(EXAMPLE_DRUG_SMILES.items())[:n_drugs])
     rng = np.random.default_rng(seed)
-    bases = [(name, parse_smiles(s, name)) for name, s in EXAMPLE_DRUG_SMILES.items()]
+    bases = [(name, Chem.MolFromSmiles(s)) for name, s in EXAMPLE_DRUG_SMILES.items()]
     seen = {Chem.MolToSmiles(mol) for _, mol in bases}
     counter: dict[str, int] = {}
     attempts = 0
@@ -301,7 +295,7 @@ def simulate_drug_response(
         RDKit is not installed (extra ``[drug]``).
     """
     descriptors = require("rdkit.Chem.Descriptors", extra="drug", feature="simulate_drug_response")
-    from cancergpt_scvi.drug_response import parse_smiles
+    from rdkit import Chem  # installed with its Descriptors
 
     if n_cell_lines < 2:
         raise ValueError(f"n_cell_lines must be at least 2, got {n_cell_lines}.")
@@ -349,9 +343,10 @@ def simulate_drug_response(
     )
 
     # --- drugs: potency and sensitivities, partly from structure
-    smiles = example_drug_library(n_drugs, seed=seed)
+    smiles = _drug_library(n_drugs, seed=seed)
     drug_names = list(smiles)
-    mols = [parse_smiles(s, name) for name, s in smiles.items()]
+    # the library's structures are valid: RDKit wrote or checked each one
+    mols = [Chem.MolFromSmiles(s) for s in smiles.values()]
     functions = [getattr(descriptors, name) for name in _DESCRIPTORS]
     structure = _standardise(np.asarray([[f(m) for f in functions] for m in mols]))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -11,7 +10,6 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from scipy import sparse
 from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, ObsmField
 from scvi.dataloaders import DataSplitter
@@ -19,21 +17,20 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 from sklearn.linear_model import RidgeCV
 
+from cancergpt_scvi._constants import CELL_FEATURES_KEY, RESPONSE_KEY
 from cancergpt_scvi._listing import listing
-from cancergpt_scvi.train import BestWeights
+from cancergpt_scvi.train import BestWeights, validation_split
 
+from ._cell_features import check_features, dense, read_cell_features, warn_if_counts
 from ._data import response_matrix, response_pairs, validate_smiles
 from ._module import DrugResponseModule
 from ._molecules import morgan_fingerprint, tanimoto_similarity
-
-logger = logging.getLogger(__name__)
+from ._nearest_drugs import nearest_drugs_average
 
 #: ``adata.obsm`` key of the cell lines x drugs response matrix written by ``setup_anndata``.
 RESPONSES_KEY = "drug_response"
 #: ``adata.uns`` key of the drug name -> SMILES mapping written by ``setup_anndata``.
 SMILES_KEY = "drug_smiles"
-_CELL_FEATURES = "cell_features"
-_RESPONSE = "response"
 #: Validation metric of early stopping and of the restored best epoch.
 _MONITOR = "reconstruction_loss_validation"
 #: Ridge penalties searched (per drug, by generalised cross-validation) for the linear term.
@@ -59,7 +56,8 @@ class DrugResponseModel(BaseModelClass):
 
     A drug outside training (held out, or new with its SMILES) is predicted from the trained
     drugs that resemble it in structure: the Tanimoto-weighted mean of the predictions for its
-    ``n_neighbor_drugs`` most similar trained drugs (Morgan fingerprints), averaged with the cell
+    ``n_neighbor_drugs`` most similar trained drugs (Morgan fingerprints;
+    :func:`~cancergpt_scvi.drug_response.nearest_drugs_average`), averaged with the cell
     line's average sensitivity (its mean measured response over the trained drugs; for a cell
     line without measurements, its mean prediction over them).
 
@@ -98,7 +96,7 @@ class DrugResponseModel(BaseModelClass):
         n_neighbor_drugs: int = 10,
     ):
         super().__init__(adata, registry)
-        if f"n_{_RESPONSE}" not in self.summary_stats:
+        if f"n_{RESPONSE_KEY}" not in self.summary_stats:
             raise ValueError(
                 "This AnnData was set up without responses; create the model on one set up "
                 "with DrugResponseModel.setup_anndata(adata, responses=..., smiles=...)."
@@ -107,8 +105,8 @@ class DrugResponseModel(BaseModelClass):
             raise ValueError(f"n_neighbor_drugs must be at least 1, got {n_neighbor_drugs}.")
         self.n_neighbor_drugs = n_neighbor_drugs
         self.module = self._module_cls(
-            n_input=self.summary_stats[f"n_{_CELL_FEATURES}"],
-            n_drugs=self.summary_stats[f"n_{_RESPONSE}"],
+            n_input=self.summary_stats[f"n_{CELL_FEATURES_KEY}"],
+            n_drugs=self.summary_stats[f"n_{RESPONSE_KEY}"],
             n_hidden=n_hidden,
             n_latent=n_latent,
             n_ensemble=n_ensemble,
@@ -119,7 +117,7 @@ class DrugResponseModel(BaseModelClass):
         # each training cell line's mean measured response over the trained drugs
         self.cell_line_sensitivity_ = pd.Series(dtype=float)
         self._model_summary_string = (
-            f"DrugResponseModel: {self.summary_stats[f'n_{_CELL_FEATURES}']} cell-line "
+            f"DrugResponseModel: {self.summary_stats[f'n_{CELL_FEATURES_KEY}']} cell-line "
             f"features, {len(self.drugs)} drugs, {n_ensemble} multi-task networks + a ridge "
             "per drug."
         )
@@ -128,7 +126,7 @@ class DrugResponseModel(BaseModelClass):
     @property
     def drugs(self) -> list[str]:
         """The drugs of the response matrix (the model's columns), in order."""
-        state = self.registry_["field_registries"][_RESPONSE]["state_registry"]
+        state = self.registry_["field_registries"][RESPONSE_KEY]["state_registry"]
         return [str(d) for d in state["column_names"]]
 
     @classmethod
@@ -215,37 +213,27 @@ class DrugResponseModel(BaseModelClass):
         if (
             RESPONSES_KEY not in adata.obsm
             and source is not None
-            and _RESPONSE in source["field_registries"]
+            and RESPONSE_KEY in source["field_registries"]
         ):
             # cell lines given to a saved model for prediction: nothing measured
-            drugs = source["field_registries"][_RESPONSE]["state_registry"]["column_names"]
+            drugs = source["field_registries"][RESPONSE_KEY]["state_registry"]["column_names"]
             adata.obsm[RESPONSES_KEY] = pd.DataFrame(
                 np.nan, index=adata.obs_names, columns=list(drugs), dtype=np.float32
             )
         fields = [
-            ObsmField(_CELL_FEATURES, embedding_key)
+            ObsmField(CELL_FEATURES_KEY, embedding_key)
             if embedding_key is not None
-            else LayerField(_CELL_FEATURES, layer, is_count_data=False)
+            else LayerField(CELL_FEATURES_KEY, layer, is_count_data=False)
         ]
         if RESPONSES_KEY in adata.obsm:
-            fields.append(ObsmField(_RESPONSE, RESPONSES_KEY))
+            fields.append(ObsmField(RESPONSE_KEY, RESPONSES_KEY))
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
-        features = _dense(adata_manager.get_from_registry(_CELL_FEATURES))
-        _check_features(features, adata.obs_names)
-        if (
-            embedding_key is None
-            and features.max() > 100
-            and np.array_equal(features, np.round(features))
-        ):
-            warnings.warn(
-                "The expression looks like raw counts; the cell-line branch expects "
-                "log-normalised expression (e.g. log1p TPM or CPM). Normalise it, or pass the "
-                "layer that holds it with layer=.",
-                UserWarning,
-                stacklevel=2,
-            )
+        features = dense(adata_manager.get_from_registry(CELL_FEATURES_KEY))
+        check_features(features, adata.obs_names)
+        if embedding_key is None:
+            warn_if_counts(features)
 
     # ------------------------------------------------------------------ data access
     def _setup_arg(self, name: str) -> str | None:
@@ -276,31 +264,11 @@ class DrugResponseModel(BaseModelClass):
             if self.adata is None:
                 raise ValueError("This model has no AnnData; pass adata with the cell lines.")
             adata = self.adata
-        field = self.registry_["field_registries"][_CELL_FEATURES]
-        state = field["state_registry"]
-        # where setup read the representation: ("obsm", key), ("layers", layer) or ("X", None)
-        attr_name = field["data_registry"]["attr_name"]
-        attr_key = field["data_registry"]["attr_key"]
-        n_features = self.summary_stats[f"n_{_CELL_FEATURES}"]
-        container = getattr(adata, attr_name)
-        if attr_key is not None and attr_key not in container:
-            raise ValueError(
-                f"adata.{attr_name} has no {attr_key!r}, the representation this model reads."
-            )
-        if attr_name != "obsm" and "column_names" in state:
-            genes = np.asarray(state["column_names"])
-            if len(genes) != adata.n_vars or not np.array_equal(genes, adata.var_names):
-                raise ValueError(
-                    "adata's genes differ from the model's (names or order); subset and "
-                    "reorder with adata[:, model.adata.var_names]."
-                )
-        x = _dense(container if attr_key is None else container[attr_key])
-        if x.shape[1] != n_features:
-            raise ValueError(
-                f"The representation has {x.shape[1]} features; the model expects {n_features}."
-            )
-        _check_features(x, adata.obs_names)
-        return x
+        return read_cell_features(
+            adata,
+            self.registry_["field_registries"][CELL_FEATURES_KEY],
+            self.summary_stats[f"n_{CELL_FEATURES_KEY}"],
+        )
 
     def responses(self) -> pd.DataFrame:
         """Long table of the model's measured pairs.
@@ -351,8 +319,9 @@ class DrugResponseModel(BaseModelClass):
         batch_size
             Cell lines per minibatch, each with its responses to every drug.
         train_size
-            Share of the available cell lines used for training; the rest (whole cell lines)
-            validate, for early stopping and for choosing the epoch kept (``1.0``: none).
+            Share of the available cell lines used for training (rounded up, as scvi-tools'
+            :class:`~scvi.dataloaders.DataSplitter`); the rest (whole cell lines) validate, for
+            early stopping and for choosing the epoch kept (``1.0``: none).
         holdout_cell_lines, holdout_drugs
             Cell lines and drugs kept out of training and validation (the evaluation set).
             Held-out cell lines become ``model.test_indices``; held-out drugs are predicted
@@ -371,8 +340,6 @@ class DrugResponseModel(BaseModelClass):
         **trainer_kwargs
             Options of :class:`~scvi.train.Trainer`.
         """
-        if not 0.0 < train_size <= 1.0:
-            raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
         matrix = self._response_matrix()
         # the structures of the drugs it is trained on become part of the model
         self.drug_smiles_.update(self.adata.uns.get(SMILES_KEY, {}))
@@ -387,11 +354,10 @@ class DrugResponseModel(BaseModelClass):
             raise ValueError(
                 "The held-out cell lines and drugs cover every measurement: nothing to train on."
             )
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(available)
-        # rounded first so that e.g. (1 - 0.9) * 10 = 0.99999... counts as one cell line
-        n_val = min(int(np.floor(round((1.0 - train_size) * len(order), 9))), len(order) - 1)
-        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        train_idx, val_idx = validation_split(
+            available, train_size, None, np.random.default_rng(seed)
+        )
+        n_val = len(val_idx)
         if early_stopping and n_val == 0:
             raise ValueError(
                 "early_stopping needs validation cell lines: use train_size < 1 (with enough "
@@ -406,14 +372,13 @@ class DrugResponseModel(BaseModelClass):
             warnings.simplefilter("ignore", RuntimeWarning)  # drugs without training values
             mean = np.nan_to_num(np.nanmean(train_values, 0))
             scale = np.nan_to_num(np.nanstd(train_values, 0), nan=1.0)
-        scale = np.where(scale > 1e-6, scale, 1.0)
-        self.module.set_standardization(
-            torch.from_numpy(train_features.mean(0)),
-            max(float(np.sqrt(train_features.var(0).mean())), 1e-6),
-            torch.from_numpy(mean.astype(np.float32)),
-            torch.from_numpy(scale.astype(np.float32)),
-            torch.from_numpy(trained),
+        # one scale for all features (their relative variation is information)
+        self.module.cell_standardization.set(
+            train_features.mean(0), max(float(np.sqrt(train_features.var(0).mean())), 1e-6)
         )
+        # a drug whose training responses do not vary is only centred
+        self.module.response_standardization.set(mean, scale, min_scale=1e-6)
+        self.module.set_trained_drugs(torch.from_numpy(trained))
         self.module.set_linear_term(
             torch.zeros_like(self.module.linear_weight), torch.zeros(len(trained)), share=0.0
         )
@@ -464,8 +429,9 @@ class DrugResponseModel(BaseModelClass):
     ) -> None:
         """One ridge per trained drug on the standardised representation and response."""
         module = self.module
-        x = module.standardise(torch.from_numpy(features[rows])).numpy()
-        y = (values[rows] - module.response_mean.numpy()) / module.response_scale.numpy()
+        x = module.cell_standardization(torch.from_numpy(features[rows])).numpy()
+        response = module.response_standardization
+        y = (values[rows] - response.mean.numpy()) / response.scale.numpy()
         y = np.nan_to_num(y[:, trained])  # unmeasured: the drug's mean (0 once standardised)
         ridge = RidgeCV(alphas=_RIDGE_ALPHAS, alpha_per_target=True).fit(x, y)
         weight = np.zeros((features.shape[1], len(trained)), dtype=np.float32)
@@ -581,7 +547,7 @@ class DrugResponseModel(BaseModelClass):
         trained = self.module.trained_drugs.cpu().numpy()
         chunks = [
             self.module(
-                {"cell_features": torch.from_numpy(features[k : k + batch_size])},
+                {CELL_FEATURES_KEY: torch.from_numpy(features[k : k + batch_size])},
                 compute_loss=False,
             )[1]["prediction"]
             .cpu()
@@ -603,45 +569,15 @@ class DrugResponseModel(BaseModelClass):
             )
             structures = {**self.drug_smiles_, **new_smiles}
             query = np.stack([morgan_fingerprint(structures[d], d) for d in unseen])
-            weights = _neighbour_weights(
-                tanimoto_similarity(query, reference), self.n_neighbor_drugs
+            candidates = predicted[:, trained_columns]
+            by_structure = nearest_drugs_average(
+                candidates, tanimoto_similarity(query, reference), self.n_neighbor_drugs
             )
-            by_structure = predicted[:, trained_columns] @ weights.T
+            # a drug similar to no trained drug: all trained drugs alike
+            alike = candidates.mean(1, dtype=float)[:, None]
+            by_structure = np.where(np.isnan(by_structure), alike, by_structure)
             # a cell line's average sensitivity: measured where it was trained on, else predicted
             average = pd.Series(cells).map(self.cell_line_sensitivity_).to_numpy(float)
             average = np.where(np.isfinite(average), average, predicted[:, trained].mean(1))
             table[unseen] = (by_structure + average[:, None]) / 2
         return table
-
-
-def _dense(x: np.ndarray | sparse.spmatrix | pd.DataFrame) -> np.ndarray:
-    """A dense float32 array of a matrix, sparse matrix or DataFrame."""
-    if isinstance(x, pd.DataFrame):
-        x = x.to_numpy()
-    if sparse.issparse(x):
-        x = x.toarray()
-    return np.asarray(x, dtype=np.float32)
-
-
-def _check_features(x: np.ndarray, cell_lines: pd.Index) -> None:
-    """Raise, naming the cell lines, if a row of ``x`` is not finite."""
-    bad = ~np.isfinite(x).all(1)
-    if bad.any():
-        raise ValueError(
-            f"The cell-line representation has non-finite values for {int(bad.sum())} cell "
-            f"line(s): {listing(list(cell_lines[bad]))}."
-        )
-
-
-def _neighbour_weights(similarity: np.ndarray, k: int) -> np.ndarray:
-    """Rows of weights over reference drugs: the ``k`` most similar, by similarity, summing to 1.
-
-    A query without any similar reference (all similarities 0) weighs every reference alike.
-    """
-    weights = np.zeros_like(similarity)
-    k = min(k, similarity.shape[1])
-    nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-    np.put_along_axis(weights, nearest, np.take_along_axis(similarity, nearest, 1), axis=1)
-    total = weights.sum(1, keepdims=True)
-    uniform = np.full_like(weights, 1.0 / similarity.shape[1])
-    return np.where(total > 0, weights / np.where(total > 0, total, 1.0), uniform)

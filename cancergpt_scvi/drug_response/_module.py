@@ -6,6 +6,9 @@ import torch
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
+from cancergpt_scvi._constants import CELL_FEATURES_KEY, RESPONSE_KEY
+from cancergpt_scvi.nn import Standardization
+
 
 class DrugResponseModule(BaseModuleClass):
     """Responses of a cell line to every drug at once, from its representation.
@@ -54,10 +57,11 @@ class DrugResponseModule(BaseModuleClass):
         if n_ensemble < 1:
             raise ValueError(f"n_ensemble must be at least 1, got {n_ensemble}.")
         self.n_ensemble = n_ensemble
-        self.register_buffer("cell_mean", torch.zeros(n_input))
-        self.register_buffer("cell_scale", torch.ones(()))
-        self.register_buffer("response_mean", torch.zeros(n_drugs))
-        self.register_buffer("response_scale", torch.ones(n_drugs))
+        # training statistics, set by the model: the representation gets one scale for all
+        # features (how much each feature varies is information that per-feature z-scores
+        # would erase), each drug's response its own centre and scale
+        self.cell_standardization = Standardization(n_input)
+        self.response_standardization = Standardization(n_drugs)
         self.register_buffer("trained_drugs", torch.ones(n_drugs, dtype=torch.bool))
         self.register_buffer("linear_weight", torch.zeros(n_input, n_drugs))
         self.register_buffer("linear_bias", torch.zeros(n_drugs))
@@ -77,32 +81,8 @@ class DrugResponseModule(BaseModuleClass):
         self.drug_bias = nn.Parameter(torch.zeros(n_ensemble, n_drugs))
 
     @torch.no_grad()
-    def set_standardization(
-        self,
-        cell_mean: torch.Tensor,
-        cell_scale: float,
-        response_mean: torch.Tensor,
-        response_scale: torch.Tensor,
-        trained_drugs: torch.Tensor,
-    ) -> None:
-        """Set the training statistics and the drugs trained on.
-
-        Parameters
-        ----------
-        cell_mean
-            ``(n_input,)`` centre of the cell-line representation.
-        cell_scale
-            One scale for all features (how much each feature varies is information that
-            per-feature z-scores would erase).
-        response_mean, response_scale
-            ``(n_drugs,)`` centre and scale of each drug's response.
-        trained_drugs
-            ``(n_drugs,)`` bool: drugs whose responses train the networks.
-        """
-        self.cell_mean.copy_(torch.as_tensor(cell_mean))
-        self.cell_scale.fill_(float(cell_scale))
-        self.response_mean.copy_(torch.as_tensor(response_mean))
-        self.response_scale.copy_(torch.as_tensor(response_scale))
+    def set_trained_drugs(self, trained_drugs: torch.Tensor) -> None:
+        """Set the drugs whose responses train the networks (``(n_drugs,)`` bool)."""
         self.trained_drugs.copy_(torch.as_tensor(trained_drugs, dtype=torch.bool))
 
     @torch.no_grad()
@@ -122,36 +102,32 @@ class DrugResponseModule(BaseModuleClass):
         self.linear_bias.copy_(torch.as_tensor(bias))
         self.linear_share.fill_(float(share))
 
-    def standardise(self, cell_features: torch.Tensor) -> torch.Tensor:
-        """The representation centred and scaled by the training statistics."""
-        return (cell_features - self.cell_mean) / self.cell_scale
-
     def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:
         """The minibatch's cell-line representation."""
-        return {"cell_features": tensors["cell_features"]}
+        return {"cell_features": tensors[CELL_FEATURES_KEY]}
 
     @auto_move_data
     def inference(self, cell_features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each member's features of the cell lines, ``(n_ensemble, n_cells, n_latent)``."""
-        x = self.standardise(cell_features)
+        x = self.cell_standardization(cell_features)
         return {"h": torch.stack([encoder(x) for encoder in self.encoders])}
 
     def _get_generative_input(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict, **kwargs
     ) -> dict:
         """The members' features and the representation (for the linear term)."""
-        return {"h": inference_outputs["h"], "cell_features": tensors["cell_features"]}
+        return {"h": inference_outputs["h"], "cell_features": tensors[CELL_FEATURES_KEY]}
 
     @auto_move_data
     def generative(self, h: torch.Tensor, cell_features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Standardised responses of each member and the prediction, cell lines x drugs."""
         members = torch.einsum("kcl,kdl->kcd", h, self.drug_vectors) + self.drug_bias[:, None]
-        linear = self.standardise(cell_features) @ self.linear_weight + self.linear_bias
+        linear = self.cell_standardization(cell_features) @ self.linear_weight + self.linear_bias
         share = self.linear_share
         standardised = (1 - share) * members.mean(0) + share * linear
         return {
             "member_predictions": members,
-            "prediction": standardised * self.response_scale + self.response_mean,
+            "prediction": self.response_standardization.inverse(standardised),
         }
 
     def loss(
@@ -161,9 +137,9 @@ class DrugResponseModule(BaseModuleClass):
         generative_outputs: dict,
     ) -> LossOutput:
         """Mean squared error of every member on the measured, trained entries."""
-        response = tensors["response"]
+        response = tensors[RESPONSE_KEY]
         measured = torch.isfinite(response) & self.trained_drugs
-        target = torch.where(measured, (response - self.response_mean) / self.response_scale, 0)
+        target = torch.where(measured, self.response_standardization(response), 0)
         weight = measured.to(target.dtype)
         squared_error = (generative_outputs["member_predictions"] - target) ** 2 * weight
         per_cell = squared_error.sum(-1).mean(0)  # summed over drugs, averaged over members

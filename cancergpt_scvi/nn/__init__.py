@@ -4,7 +4,6 @@ from ._decoders import ExpressionDecoder, MVCDecoder
 from ._domain_adversary import DomainAdversary
 from ._domain_discriminator import DomainDiscriminator
 from ._encoders import ContinuousValueEncoder, GeneEncoder
-from ._gradient_reversal import grad_reverse
 from ._standardization import Standardization
 from ._transformer import SelfAttention, TransformerEncoder, TransformerLayer
 
@@ -19,5 +18,4 @@ __all__ = [
     "Standardization",
     "TransformerEncoder",
     "TransformerLayer",
-    "grad_reverse",
 ]

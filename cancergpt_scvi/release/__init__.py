@@ -1,4 +1,4 @@
-"""The published CancerGPT release folder: reading and checking it."""
+"""The published CancerGPT release folder: reading and checking it, and its choice of genes."""
 
 from ._checkpoint import (
     ReleaseCheckpoint,
@@ -7,11 +7,12 @@ from ._checkpoint import (
     read_release_checkpoint,
     release_encoder,
 )
+from ._token_genes import release_token_genes
 
+# encoder_modules and release_token_genes, not in __all__, serve CancerGPTModel.load_pretrained.
 __all__ = [
     "ReleaseCheckpoint",
     "ReleaseCheckpointError",
-    "encoder_modules",
     "read_release_checkpoint",
     "release_encoder",
 ]

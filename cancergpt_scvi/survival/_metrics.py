@@ -110,7 +110,9 @@ def concordance_uno(
     test_durations, test_events, risk
         Test outcomes and the risks predicted for them.
     tau
-        Truncation time; default :func:`uno_truncation_time` of the training set.
+        Truncation time; default the last time at which the training set's censoring
+        distribution (Kaplan–Meier) is still positive, at most its last follow-up time: past
+        it the inverse-probability weights do not exist.
 
     Returns
     -------
@@ -163,6 +165,18 @@ def risk_groups(
     cuts = np.linspace(0.0, 1.0, len(labels) + 1)[1:-1]
     codes = np.searchsorted(cuts, pct, side="right")
     return pd.Categorical.from_codes(codes, categories=labels, ordered=True)
+
+
+def percentile_among(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Percentile of each value in ``reference``: the share below it, ties counted one half.
+
+    The held-out risks of a cross-validation fold as percentiles of the fold's training
+    risks, which :func:`risk_groups` cuts at the training median or tertiles.
+    """
+    ref = np.sort(reference)
+    below = np.searchsorted(ref, values, side="left")
+    at_or_below = np.searchsorted(ref, values, side="right")
+    return (below + at_or_below) / (2.0 * len(ref))
 
 
 def logrank_pvalue(durations: ArrayLike, events: ArrayLike, groups: ArrayLike) -> float:

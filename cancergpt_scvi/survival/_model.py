@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-import logging
-import warnings
 from typing import TYPE_CHECKING, Literal
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scvi
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
-from scipy import sparse
-from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import (
     CategoricalJointObsField,
@@ -26,229 +19,41 @@ from scvi.data.fields import (
 from scvi.dataloaders import DataSplitter
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
+from tqdm.auto import tqdm
 
-from cancergpt_scvi._listing import listing
+from cancergpt_scvi._constants import CAT_COVS_KEY, CONT_COVS_KEY, DURATION_KEY, EVENT_KEY, X_KEY
+from cancergpt_scvi._extras import require
+from cancergpt_scvi.train import survival_folds
 
-from ._metrics import RiskGroupMethod, concordance_harrell, plot_kaplan_meier, risk_groups
-from ._module import SURVIVAL_REGISTRY_KEYS, CoxPHModule, Ties, cox_partial_nll_terms
-from ._tuning import Scoring, cox_penalty_grid, tune_cox_penalty
+from ._metrics import (
+    RiskGroupMethod,
+    concordance_harrell,
+    concordance_uno,
+    percentile_among,
+    plot_kaplan_meier,
+    risk_groups,
+)
+from ._module import CoxPHModule, Ties
+from ._training import CoxTrainingMixin
+from ._validation import (
+    check_alpha,
+    check_finite,
+    check_no_constant_columns,
+    feature_matrix,
+    prediction_adata,
+    validate_covariates,
+    validate_outcome,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from matplotlib.axes import Axes
 
-logger = logging.getLogger(__name__)
-
-Optimizer = Literal["LBFGS", "Adam"]
+    from ._tuning import Scoring
 
 
-# --- input checks (bad input gets a clear error, never a silent wrong answer) ---------------
-
-
-def _validate_outcome(adata: ad.AnnData, duration_key: str, event_key: str) -> None:
-    for key, what in ((duration_key, "duration_key"), (event_key, "event_key")):
-        if key not in adata.obs:
-            raise KeyError(f"{what}={key!r} is not a column of adata.obs.")
-    durations = adata.obs[duration_key]
-    if not pd.api.types.is_numeric_dtype(durations) or pd.api.types.is_bool_dtype(durations):
-        raise TypeError(
-            f"adata.obs[{duration_key!r}] must hold numeric follow-up times, got dtype "
-            f"{durations.dtype}."
-        )
-    d = durations.to_numpy(dtype=float)
-    bad = ~np.isfinite(d)
-    if bad.any():
-        raise ValueError(
-            f"adata.obs[{duration_key!r}] has {int(bad.sum())} missing or infinite durations "
-            f"({listing(adata.obs_names[bad], 3)}); drop those samples or fill in their "
-            "last follow-up time."
-        )
-    if (d <= 0).any():
-        nonpos = d <= 0
-        raise ValueError(
-            f"adata.obs[{duration_key!r}] has {int(nonpos.sum())} durations <= 0 "
-            f"({listing(adata.obs_names[nonpos], 3)}); follow-up times must be positive. "
-            "A time of 0 (death at diagnosis) should be given a small positive value, e.g. "
-            "half a day; negative times are data errors."
-        )
-    events = adata.obs[event_key]
-    if pd.api.types.is_bool_dtype(events):
-        e = events.to_numpy(dtype=float)
-    else:
-        if not pd.api.types.is_numeric_dtype(events):
-            raise TypeError(
-                f"adata.obs[{event_key!r}] must be boolean or 0/1 (1 = event observed), got "
-                f"dtype {events.dtype}."
-            )
-        e = events.to_numpy(dtype=float)
-        if np.isnan(e).any():
-            raise ValueError(
-                f"adata.obs[{event_key!r}] has {int(np.isnan(e).sum())} missing values; every "
-                "sample needs an event indicator (1 = event, 0 = censored)."
-            )
-        odd = ~np.isin(e, (0.0, 1.0))
-        if odd.any():
-            raise ValueError(
-                f"adata.obs[{event_key!r}] must be 0/1 or boolean (1 = event observed, 0 = "
-                f"censored); found values {listing(sorted(set(e[odd].tolist())))}."
-            )
-    if e.sum() == 0:
-        raise ValueError(
-            f"Every sample is censored (adata.obs[{event_key!r}] is all 0): the Cox model has "
-            "nothing to learn from. Check the event coding (1 = event observed)."
-        )
-
-
-def _validate_covariates(
-    adata: ad.AnnData,
-    covariate_keys: Sequence[str] | None,
-    categorical_covariate_keys: Sequence[str] | None,
-) -> None:
-    for key in list(covariate_keys or []) + list(categorical_covariate_keys or []):
-        if key not in adata.obs:
-            raise KeyError(f"Covariate {key!r} is not a column of adata.obs.")
-    for key in covariate_keys or []:
-        col = adata.obs[key]
-        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-            raise TypeError(
-                f"Continuous covariate {key!r} has dtype {col.dtype}; pass categorical "
-                "covariates through categorical_covariate_keys."
-            )
-        n_bad = int((~np.isfinite(col.to_numpy(dtype=float))).sum())
-        if n_bad:
-            raise ValueError(
-                f"Covariate {key!r} has {n_bad} missing or infinite values; impute them (e.g. "
-                "the median plus a missingness indicator column) or drop those samples."
-            )
-    for key in categorical_covariate_keys or []:
-        n_bad = int(adata.obs[key].isna().sum())
-        if n_bad:
-            raise ValueError(
-                f"Categorical covariate {key!r} has {n_bad} missing values; give them their own "
-                "category (e.g. 'unknown') or drop those samples."
-            )
-
-
-def _feature_matrix(adata: ad.AnnData, embedding_key: str | None, layer: str | None):
-    if embedding_key is not None:
-        if embedding_key not in adata.obsm:
-            raise KeyError(
-                f"embedding_key={embedding_key!r} is not in adata.obsm (keys: "
-                f"{list(adata.obsm)}); store the embedding there first, e.g. "
-                "adata.obsm['X_cancergpt'] = embed_bulk(model, adata)."
-            )
-        return adata.obsm[embedding_key], f"adata.obsm[{embedding_key!r}]"
-    if layer is not None:
-        if layer not in adata.layers:
-            raise KeyError(f"layer={layer!r} is not in adata.layers ({list(adata.layers)}).")
-        return adata.layers[layer], f"adata.layers[{layer!r}]"
-    return adata.X, "adata.X"
-
-
-def _check_finite(x, where: str) -> None:
-    values = x.data if sparse.issparse(x) else np.asarray(x, dtype=float)
-    if not np.isfinite(values).all():
-        raise ValueError(
-            f"{where} contains NaN or infinite values; the Cox model needs complete features. "
-            "Impute or drop the affected samples or features."
-        )
-
-
-def _column_std(x) -> np.ndarray:
-    if sparse.issparse(x):
-        x = sparse.csr_matrix(x, dtype=np.float64)
-        mean = np.asarray(x.mean(axis=0)).ravel()
-        sq = np.asarray(x.multiply(x).mean(axis=0)).ravel()
-        return np.sqrt(np.maximum(sq - mean**2, 0.0))
-    return np.asarray(x, dtype=np.float64).std(axis=0)
-
-
-def _check_alpha(alpha) -> np.ndarray | None:
-    """``None`` for a fixed penalty; the candidate penalties (empty: the default path)."""
-    if isinstance(alpha, str):
-        if alpha != "cv":
-            raise ValueError(f"alpha must be 'cv', a number or a list of numbers, got {alpha!r}.")
-        return np.array([])
-    values = np.atleast_1d(np.asarray(alpha, dtype=float))
-    if values.size == 0 or not np.isfinite(values).all() or (values < 0).any():
-        raise ValueError(f"alpha must be non-negative, got {alpha!r}.")
-    if np.ndim(alpha) == 0:
-        return None
-    return np.unique(values)[::-1]
-
-
-def _fit_penalty_path(
-    module: CoxPHModule,
-    design: torch.Tensor,
-    durations: torch.Tensor,
-    events: torch.Tensor,
-    rows: np.ndarray,
-    alphas: np.ndarray,
-    optimizer: Optimizer,
-    lr: float,
-    max_epochs: int,
-) -> np.ndarray:
-    """Linear predictors of all samples of ``design`` along a penalty path fitted on ``rows``.
-
-    A float64 copy of ``module`` is standardised on ``rows`` and fitted at each penalty from
-    the largest to the smallest, each fit warm-started from the previous one: L-BFGS to
-    convergence (smooth problems) or Adam, ``max_epochs`` steps for the first penalty and a
-    quarter of them for each next one.
-    """
-    work = copy.deepcopy(module).double()
-    for layer in work.head.modules():
-        if isinstance(layer, torch.nn.Linear):
-            layer.reset_parameters()
-    if isinstance(work.head, torch.nn.Linear):
-        torch.nn.init.zeros_(work.head.weight)
-    fit = design[rows]
-    mean, scale = fit.mean(0), fit.std(0, unbiased=False)
-    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-    z = (design - mean) / scale
-    z_fit, d_fit, e_fit = z[rows], durations[rows], events[rows]
-    params = list(work.head.parameters())
-
-    def objective() -> torch.Tensor:
-        eta = work.head(z_fit).squeeze(-1)
-        return cox_partial_nll_terms(eta, d_fit, e_fit, ties=work.ties).mean() + work.penalty()
-
-    out = np.empty((len(alphas), design.shape[0]))
-    for i, alpha in enumerate(alphas):
-        work.alpha = float(alpha)
-        work.train()
-        if optimizer == "LBFGS":
-            opt = torch.optim.LBFGS(
-                params,
-                lr=1.0,
-                max_iter=200,
-                history_size=20,
-                tolerance_grad=1e-7,
-                tolerance_change=1e-10,
-                line_search_fn="strong_wolfe",
-            )
-
-            def closure() -> torch.Tensor:
-                for p in params:
-                    p.grad = None
-                loss = objective()
-                loss.backward()
-                return loss
-
-            opt.step(closure)
-        else:
-            opt = torch.optim.Adam(params, lr=lr)
-            for _ in range(max_epochs if i == 0 else max(max_epochs // 4, 1)):
-                opt.zero_grad()
-                objective().backward()
-                opt.step()
-        work.eval()
-        with torch.no_grad():
-            out[i] = work.head(z).squeeze(-1).numpy()
-    return out
-
-
-class SurvivalModel(BaseModelClass):
+class SurvivalModel(CoxTrainingMixin, BaseModelClass):
     """Cox proportional-hazards model of patient survival on sample features.
 
     The features are a sample embedding (e.g. CancerGPT embeddings of bulk tumour RNA from
@@ -300,10 +105,11 @@ class SurvivalModel(BaseModelClass):
         penalty with ``alpha``, the mean score, its standard error and ``chosen``; ``None``
         when the penalty was given as a number.
     cv_results_
-        Per-fold C-indices of the last :func:`~cancergpt_scvi.benchmark.cross_validate_survival`
-        of this model's configuration; ``None`` before.
+        Per-fold C-indices of the last :meth:`cross_validate` of this model's configuration;
+        ``None`` before.
     oof_risk_
-        Each sample's risk predicted by the fold model that did not train on it.
+        Each sample's risk predicted by the fold model of :meth:`cross_validate` that did
+        not train on it.
     oof_risk_percentile_
         The same risks as percentiles of each fold's training risks, which
         :meth:`risk_groups` and :meth:`plot_kaplan_meier` cut.
@@ -316,15 +122,14 @@ class SurvivalModel(BaseModelClass):
 
     Examples
     --------
-    >>> from cancergpt_scvi.benchmark import cross_validate_survival
     >>> adata = simulate_survival_cohort(n_patients=200)
     >>> adata.obsm["X_cancergpt"] = embed_bulk(cancergpt_model, adata)
     >>> SurvivalModel.setup_anndata(adata, "duration", "event", embedding_key="X_cancergpt")
     >>> model = SurvivalModel(adata)  # penalty tuned by inner cross-validation
-    >>> model.train()
+    >>> folds = model.cross_validate(n_folds=5)  # held-out C-indices and risks
+    >>> ax, p = model.plot_kaplan_meier()  # held-out risk groups
+    >>> model.train()  # the final model, on every sample
     >>> model.alpha_, model.alpha_path_
-    >>> folds = cross_validate_survival(model, n_folds=5)
-    >>> ax, p = model.plot_kaplan_meier()
     """
 
     _module_cls = CoxPHModule
@@ -347,7 +152,7 @@ class SurvivalModel(BaseModelClass):
         cv_scoring: Scoring = "deviance",
     ):
         super().__init__(adata)
-        self._alpha_grid = _check_alpha(alpha)
+        self._alpha_grid = check_alpha(alpha)
         if cv_scoring not in ("deviance", "c_index"):
             raise ValueError(f"cv_scoring must be 'deviance' or 'c_index', got {cv_scoring!r}.")
         if cv_folds < 2:
@@ -360,24 +165,14 @@ class SurvivalModel(BaseModelClass):
         self.alpha_min_ratio = alpha_min_ratio
         self.cv_folds = cv_folds
         self.cv_scoring: Scoring = cv_scoring
-        x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        names = self._feature_names()
-        constant = np.flatnonzero(_column_std(x) == 0.0)
-        if constant.size:
-            raise ValueError(
-                f"{constant.size} feature column(s) are constant across all samples "
-                f"({listing(names[constant])}); a constant column carries no information and "
-                "cannot be standardised. Drop them first (for genes: sc.pp.filter_genes or a "
-                "highly-variable subset; for an embedding: check that it was computed per sample)."
-            )
+        x = self.adata_manager.get_from_registry(X_KEY)
+        check_no_constant_columns(x, self._feature_names())
         n_cont = 0
-        if REGISTRY_KEYS.CONT_COVS_KEY in self.adata_manager.data_registry:
-            n_cont = self.adata_manager.get_from_registry(REGISTRY_KEYS.CONT_COVS_KEY).shape[1]
+        if CONT_COVS_KEY in self.adata_manager.data_registry:
+            n_cont = self.adata_manager.get_from_registry(CONT_COVS_KEY).shape[1]
         n_cats = None
-        if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry:
-            n_cats = list(
-                self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key
-            )
+        if CAT_COVS_KEY in self.adata_manager.data_registry:
+            n_cats = list(self.adata_manager.get_state_registry(CAT_COVS_KEY).n_cats_per_key)
         self.module = self._module_cls(
             n_input=x.shape[1],
             n_continuous_cov=n_cont,
@@ -405,7 +200,7 @@ class SurvivalModel(BaseModelClass):
         self.init_params_ = self._get_init_params(locals())
         self.alpha_: float | None = None
         self.alpha_path_: pd.DataFrame | None = None
-        # filled by cancergpt_scvi.benchmark.cross_validate_survival
+        # filled by cross_validate()
         self.cv_results_: pd.DataFrame | None = None
         self.oof_risk_: np.ndarray | None = None
         self.oof_risk_percentile_: np.ndarray | None = None
@@ -449,21 +244,21 @@ class SurvivalModel(BaseModelClass):
         setup_method_args = cls._get_setup_method_args(**locals())
         if kwargs.get("source_registry") is None:
             # outcomes are only needed to train: a transfer for prediction may lack them
-            _validate_outcome(adata, duration_key, event_key)
-        _validate_covariates(adata, covariate_keys, categorical_covariate_keys)
-        x, where = _feature_matrix(adata, embedding_key, layer)
-        _check_finite(x, where)
+            validate_outcome(adata, duration_key, event_key)
+        validate_covariates(adata, covariate_keys, categorical_covariate_keys)
+        x, where = feature_matrix(adata, embedding_key, layer)
+        check_finite(x, where)
         feature_field = (
-            ObsmField(REGISTRY_KEYS.X_KEY, embedding_key)
+            ObsmField(X_KEY, embedding_key)
             if embedding_key is not None
-            else LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False)
+            else LayerField(X_KEY, layer, is_count_data=False)
         )
         fields = [
             feature_field,
-            NumericalObsField(SURVIVAL_REGISTRY_KEYS["duration"], duration_key),
-            NumericalObsField(SURVIVAL_REGISTRY_KEYS["event"], event_key),
-            NumericalJointObsField(REGISTRY_KEYS.CONT_COVS_KEY, covariate_keys),
-            CategoricalJointObsField(REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys),
+            NumericalObsField(DURATION_KEY, duration_key),
+            NumericalObsField(EVENT_KEY, event_key),
+            NumericalJointObsField(CONT_COVS_KEY, covariate_keys),
+            CategoricalJointObsField(CAT_COVS_KEY, categorical_covariate_keys),
         ]
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
@@ -472,283 +267,16 @@ class SurvivalModel(BaseModelClass):
     def _feature_names(self) -> np.ndarray:
         args = self.adata_manager.registry["setup_args"]
         if args["embedding_key"] is not None:
-            return np.arange(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY).shape[1])
+            return np.arange(self.adata_manager.get_from_registry(X_KEY).shape[1])
         return np.asarray(self.adata.var_names)
 
     def _outcome(self) -> tuple[np.ndarray, np.ndarray]:
-        d = np.asarray(self.adata_manager.get_from_registry("duration"), float).ravel()
-        e = np.asarray(self.adata_manager.get_from_registry("event"), float).ravel()
+        """Registered durations and event indicators (1 = event), as floats."""
+        d = np.asarray(self.adata_manager.get_from_registry(DURATION_KEY), float).ravel()
+        e = np.asarray(self.adata_manager.get_from_registry(EVENT_KEY), float).ravel()
         return d, e
 
-    # --- training -----------------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def _design(self, indices: np.ndarray) -> torch.Tensor:
-        """Unstandardised float64 design matrix of registered samples, in ``indices`` order."""
-        loader = self._make_data_loader(self.adata, indices=indices, batch_size=len(indices))
-        tensors = next(iter(loader))
-        inf = self.module._get_inference_input(tensors)
-        return self.module.design(inf["x"], inf["cont_covs"], inf["cat_covs"]).double()
-
-    def _design_stats(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        design = self._design(indices)
-        mean = design.mean(0)
-        scale = design.std(0, unbiased=False)
-        flat = scale == 0
-        if flat.any():
-            # constant within this training set only (e.g. a rare category in a CV fold):
-            # such a column cannot inform the fit, so it is centred and left unscaled
-            warnings.warn(
-                f"{int(flat.sum())} design column(s) are constant in the training samples and "
-                "get no weight.",
-                UserWarning,
-                stacklevel=3,
-            )
-            scale = torch.where(flat, torch.ones_like(scale), scale)
-        return mean.float(), scale.float()
-
-    def tune_penalty(
-        self,
-        train_indices: np.ndarray,
-        seed: int | None = None,
-        optimizer: Optimizer | None = None,
-        lr: float | None = None,
-        max_epochs: int | None = None,
-    ) -> tuple[float, pd.DataFrame]:
-        """Choose the penalty by inner cross-validation of ``train_indices`` (the model's setting).
-
-        The candidates are the model's ``alpha`` list, or for ``alpha="cv"`` the path
-        :func:`~cancergpt_scvi.survival.cox_penalty_grid` of the training samples'
-        standardised design. The folds are
-        ``survival_folds(events[train_indices], cv_folds, seed)``
-        (:func:`~cancergpt_scvi.train.survival_folds`, stratified on the event), positions
-        within the sorted ``train_indices``; each fold refits the path, standardised on its
-        own training part, and :func:`~cancergpt_scvi.survival.tune_cox_penalty` scores it.
-        Called by :meth:`train`; it does not change the model.
-
-        Parameters
-        ----------
-        train_indices
-            Samples to tune on.
-        seed
-            Seed of the inner folds; default ``scvi.settings.seed`` (0 when unset).
-        optimizer, lr, max_epochs
-            As in :meth:`train` (L-BFGS runs to convergence whatever ``lr``), so that the
-            penalty is chosen for fits trained as the final one is.
-
-        Returns
-        -------
-        The chosen penalty and the cross-validation curve (see ``alpha_path_``).
-        """
-        from cancergpt_scvi.train import survival_folds
-
-        if self._alpha_grid is None:
-            raise RuntimeError("This model has a fixed alpha; pass alpha='cv' or a list to tune.")
-        train_idx = np.unique(np.asarray(train_indices, dtype=int))
-        optimizer, lr, max_epochs = self._optimizer_defaults(optimizer, lr, max_epochs, tuned=True)
-        if seed is None:
-            seed = scvi.settings.seed if scvi.settings.seed is not None else 0
-        d_all, e_all = self._outcome()
-        d, e = d_all[train_idx], e_all[train_idx]
-        folds = survival_folds(e, n_folds=self.cv_folds, seed=seed)
-        design = self._design(train_idx).clone()  # a normal tensor, for autograd
-        alphas = self._alpha_grid
-        if alphas.size == 0:
-            alphas = cox_penalty_grid(
-                design.numpy(),
-                d,
-                e,
-                l1_ratio=self.module.l1_ratio,
-                n_alphas=self.n_alphas,
-                min_ratio=self.alpha_min_ratio,
-                ties=self.module.ties,
-            )
-        d_t, e_t = torch.as_tensor(d), torch.as_tensor(e)
-
-        def fit_path(rows: np.ndarray, path: np.ndarray) -> np.ndarray:
-            return _fit_penalty_path(
-                self.module, design, d_t, e_t, rows, path, optimizer, lr, max_epochs
-            )
-
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return tune_cox_penalty(
-                fit_path, d, e, alphas, folds, scoring=self.cv_scoring, ties=self.module.ties
-            )
-
-    def _optimizer_defaults(
-        self,
-        optimizer: Optimizer | None,
-        lr: float | None,
-        max_epochs: int | None,
-        tuned: bool = False,
-    ) -> tuple[Optimizer, float, int]:
-        """The optimiser, learning rate and epochs that :meth:`train` uses by default."""
-        penalised = tuned or self.module.alpha > 0.0
-        linear_smooth = isinstance(self.module.head, torch.nn.Linear) and (
-            self.module.l1_ratio == 0.0 or not penalised
-        )
-        if optimizer is None:
-            optimizer = "LBFGS" if linear_smooth else "Adam"
-        if optimizer not in ("LBFGS", "Adam"):
-            raise ValueError(f"optimizer must be 'LBFGS' or 'Adam', got {optimizer!r}.")
-        if max_epochs is None:
-            max_epochs = 50 if optimizer == "LBFGS" else 400
-        if lr is None:
-            lr = 1.0 if optimizer == "LBFGS" else 0.01
-        return optimizer, lr, max_epochs
-
-    def train(
-        self,
-        max_epochs: int | None = None,
-        lr: float | None = None,
-        optimizer: Optimizer | None = None,
-        train_size: float = 1.0,
-        validation_size: float | None = None,
-        train_indices: np.ndarray | None = None,
-        cv_seed: int | None = None,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
-        plan_kwargs: dict | None = None,
-        **trainer_kwargs,
-    ):
-        """Fit the Cox model, full-batch, with scvi-tools' ``TrainingPlan`` and ``TrainRunner``.
-
-        Parameters
-        ----------
-        max_epochs
-            Epochs (one optimiser step each). Default 50 for L-BFGS, 400 for Adam.
-        lr
-            Learning rate. Default 1.0 for L-BFGS (with a strong-Wolfe line search), 0.01
-            for Adam.
-        optimizer
-            ``"LBFGS"`` (default for a linear head with a pure L2 penalty: the problem is
-            smooth and convex) or ``"Adam"`` (default for an MLP head or an L1 share, where
-            the loss is not smooth; Adam then shrinks but does not zero weights exactly).
-        train_size, validation_size
-            Random split of the samples (``scvi.settings.seed``) when ``train_indices`` is
-            not given; default all samples train.
-        train_indices
-            Explicit training samples (the others are not used), e.g. a cross-validation fold.
-        cv_seed
-            Seed of the inner folds that tune the penalty (see :meth:`tune_penalty`); default
-            ``scvi.settings.seed``. Unused with a fixed ``alpha``.
-        accelerator, devices
-            As in scvi-tools.
-        plan_kwargs
-            Extra keyword arguments of :class:`scvi.train.TrainingPlan`.
-        **trainer_kwargs
-            Extra keyword arguments of :class:`scvi.train.Trainer` (e.g.
-            ``enable_progress_bar=False``).
-        """
-        n_obs = self.adata.n_obs
-        if train_indices is not None:
-            train_idx = np.unique(np.asarray(train_indices, dtype=int))
-            val_idx = np.array([], dtype=int)
-        else:
-            # scvi-tools' rule and seed (DataSplitter): ceil for train, the rest validates
-            if not 0.0 < train_size <= 1.0:
-                raise ValueError(f"train_size must lie in (0, 1], got {train_size}.")
-            n_train = int(np.ceil(train_size * n_obs))
-            n_val = n_obs - n_train
-            if validation_size is not None:
-                n_val = min(int(np.floor(n_obs * validation_size)), n_val)
-            perm = np.random.RandomState(seed=scvi.settings.seed).permutation(n_obs)
-            val_idx = np.sort(perm[:n_val])
-            train_idx = np.sort(perm[n_val : n_val + n_train])
-        _, events = self._outcome()
-        if events[train_idx].sum() == 0:
-            raise ValueError("The training samples contain no event; the Cox model cannot fit.")
-        if self._alpha_grid is not None:
-            alpha, self.alpha_path_ = self.tune_penalty(
-                train_idx, seed=cv_seed, optimizer=optimizer, lr=lr, max_epochs=max_epochs
-            )
-            self.module.alpha = alpha
-            grid = self.alpha_path_["alpha"]
-            logger.info(
-                "SurvivalModel: alpha = %.4g chosen by %d-fold cross-validation (%s) among "
-                "%d penalties from %.3g to %.3g.",
-                alpha,
-                self.cv_folds,
-                self.cv_scoring,
-                len(grid),
-                grid.max(),
-                grid.min(),
-            )
-        self.alpha_ = float(self.module.alpha)
-        optimizer, lr, max_epochs = self._optimizer_defaults(optimizer, lr, max_epochs)
-        self.module.set_standardization(*self._design_stats(train_idx))
-
-        # one batch holds every sample of a split: the partial likelihood needs full risk sets
-        batch_size = int(max(len(train_idx), len(val_idx)))
-        # samples in neither split (e.g. a cross-validation fold's test set) are the test set
-        test_idx = np.setdiff1d(np.arange(n_obs), np.concatenate([train_idx, val_idx]))
-        data_splitter = self._data_splitter_cls(
-            self.adata_manager,
-            external_indexing=[train_idx, val_idx, test_idx],
-            batch_size=batch_size,
-        )
-        plan_kwargs = dict(plan_kwargs or {})
-        if optimizer == "LBFGS":
-            # a converged L-BFGS run changes the loss no more: stop instead of idling
-            callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
-            callbacks.append(
-                EarlyStopping(
-                    monitor="train_loss",
-                    min_delta=1e-7,
-                    patience=2,
-                    check_on_train_epoch_end=True,
-                )
-            )
-            trainer_kwargs["callbacks"] = callbacks
-            plan_kwargs.setdefault("optimizer", "Custom")
-            plan_kwargs.setdefault(
-                "optimizer_creator",
-                lambda params: torch.optim.LBFGS(
-                    params, lr=lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe"
-                ),
-            )
-        else:
-            plan_kwargs.setdefault("optimizer", "Adam")
-            plan_kwargs.setdefault("lr", lr)
-            plan_kwargs.setdefault("weight_decay", 0.0)  # the penalty is in the loss
-        training_plan = self._training_plan_cls(self.module, **plan_kwargs)
-        trainer_kwargs.setdefault("log_every_n_steps", 1)  # one step per epoch
-        trainer_kwargs.setdefault("check_val_every_n_epoch", 1 if len(val_idx) else None)
-        if trainer_kwargs["check_val_every_n_epoch"] is None:
-            trainer_kwargs.pop("check_val_every_n_epoch")
-        runner = self._train_runner_cls(
-            self,
-            training_plan=training_plan,
-            data_splitter=data_splitter,
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            **trainer_kwargs,
-        )
-        return runner()
-
     # --- prediction ---------------------------------------------------------------------------
-
-    def _prediction_adata(self, adata: ad.AnnData | None) -> ad.AnnData | None:
-        if adata is None:
-            return None
-        args = self.adata_manager.registry["setup_args"]
-        x, where = _feature_matrix(adata, args["embedding_key"], args["layer"])
-        _check_finite(x, where)
-        missing = {k: v for k, v in (("duration_key", 1.0), ("event_key", 0.0))}
-        missing = {args[k]: v for k, v in missing.items() if args[k] not in adata.obs}
-        if not missing:
-            return adata
-        # new patients without outcomes: a shallow stand-in with placeholder outcome columns
-        # (not used by prediction) so that the registered fields transfer
-        return ad.AnnData(
-            X=adata.X,
-            obs=adata.obs.assign(**missing),
-            var=adata.var,
-            obsm=dict(adata.obsm),
-            layers=dict(adata.layers),
-        )
 
     @torch.inference_mode()
     def predict_risk(
@@ -776,7 +304,9 @@ class SurvivalModel(BaseModelClass):
         self._check_if_trained(warn=False)
         if adata is not None and adata.n_obs == 0:
             raise ValueError("adata has no samples (n_obs == 0); pass the samples to score.")
-        adata = self._validate_anndata(self._prediction_adata(adata))
+        if adata is not None:
+            adata = prediction_adata(adata, self.adata_manager.registry["setup_args"])
+        adata = self._validate_anndata(adata)
         if indices is None:
             indices = np.arange(adata.n_obs)
         indices = np.asarray(indices, dtype=int)
@@ -794,12 +324,102 @@ class SurvivalModel(BaseModelClass):
         """Harrell's C-index of the fitted model on registered samples (default all).
 
         In-sample when the samples trained the model; for a held-out estimate use
-        :func:`~cancergpt_scvi.benchmark.cross_validate_survival`. Needs the ``[survival]``
-        extra.
+        :meth:`cross_validate`. Needs the ``[survival]`` extra.
         """
         d, e = self._outcome()
         idx = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices, dtype=int)
         return concordance_harrell(d[idx], e[idx], self.predict_risk(indices=idx))
+
+    # --- cross-validation ---------------------------------------------------------------------
+
+    def cross_validate(
+        self,
+        n_folds: int = 5,
+        seed: int = 0,
+        alpha: float | Sequence[float] | Literal["cv"] | None = None,
+        inner_folds: int | None = None,
+        progress_bar: bool = True,
+        **train_kwargs,
+    ) -> pd.DataFrame:
+        """Stratified K-fold cross-validation of this model's configuration.
+
+        Each fold fits a fresh model of this configuration on the fold's training samples
+        (standardisation and penalty tuning included) and scores its held-out samples with
+        Harrell's C and Uno's C (the censoring-weighted C, with the censoring distribution of
+        the training samples). Folds are stratified on the event indicator
+        (:func:`~cancergpt_scvi.train.survival_folds`), so each test fold holds events. This
+        model itself is not trained; its ``cv_results_``, ``oof_risk_`` (each sample's
+        held-out risk) and ``oof_risk_percentile_`` (that risk as a percentile of the fold's
+        training risks) are set, for :meth:`risk_groups` and :meth:`plot_kaplan_meier`. Needs
+        the ``[survival]`` extra.
+
+        Parameters
+        ----------
+        n_folds
+            Number of folds (at least 2, at most the number of events).
+        seed
+            Seed of the fold assignment; fold ``k``'s model is initialised, and its inner
+            folds drawn, with seed ``1000 * seed + k``.
+        alpha
+            Penalty of the fold models: ``None`` keeps this model's (by default ``"cv"``); a
+            number fixes it; ``"cv"`` or a list of values tunes it in each fold by the fold
+            model's own inner cross-validation of the fold's training samples
+            (:meth:`tune_penalty`: stratified inner folds, the model's ``cv_scoring``, on a
+            tie the larger penalty), so the reported C-index is not optimistic about the
+            choice.
+        inner_folds
+            Folds of that inner cross-validation; ``None`` keeps this model's ``cv_folds``.
+        progress_bar
+            Show a progress bar over folds.
+        **train_kwargs
+            Passed to :meth:`train`.
+
+        Returns
+        -------
+        One row per fold (``n_train``, ``n_test``, ``n_events_test``, ``alpha``: the penalty
+        used, chosen or given, ``c_index_harrell``, ``c_index_uno``), then rows ``mean`` and
+        ``std`` (the spread across folds).
+        """
+        require("sksurv.metrics", extra="survival", feature="SurvivalModel.cross_validate")
+        durations, events = self._outcome()
+        folds = survival_folds(events, n_folds=n_folds, seed=seed)
+        kwargs = dict(self.init_params_["non_kwargs"])
+        if alpha is not None:
+            kwargs["alpha"] = alpha
+        if inner_folds is not None:
+            kwargs["cv_folds"] = inner_folds
+        train_kwargs.setdefault("enable_progress_bar", False)
+        oof_risk = np.full(len(durations), np.nan)
+        oof_pct = np.full(len(durations), np.nan)
+        rows = []
+        for k, (tr, te) in enumerate(tqdm(folds, desc="CV folds", disable=not progress_bar)):
+            fold_seed = seed * 1000 + k
+            with torch.random.fork_rng():
+                torch.manual_seed(fold_seed)
+                fold_model = type(self)(self.adata, **kwargs)
+                fold_model.train(train_indices=tr, cv_seed=fold_seed, **train_kwargs)
+            risk = fold_model.predict_risk()  # every sample in one pass
+            oof_risk[te] = risk[te]
+            oof_pct[te] = percentile_among(risk[tr], risk[te])
+            rows.append(
+                {
+                    "n_train": len(tr),
+                    "n_test": len(te),
+                    "n_events_test": int(events[te].sum()),
+                    "alpha": fold_model.alpha_,
+                    "c_index_harrell": concordance_harrell(durations[te], events[te], risk[te]),
+                    "c_index_uno": concordance_uno(
+                        durations[tr], events[tr], durations[te], events[te], risk[te]
+                    ),
+                }
+            )
+        table = pd.DataFrame(rows, index=[f"fold {k}" for k in range(n_folds)])
+        table.loc["mean"] = table.mean(numeric_only=True)
+        table.loc["std"] = table.iloc[:n_folds].std(numeric_only=True)
+        self.cv_results_ = table
+        self.oof_risk_ = oof_risk
+        self.oof_risk_percentile_ = oof_pct
+        return table
 
     # --- stratification -------------------------------------------------------------------------
 
@@ -815,8 +435,7 @@ class SurvivalModel(BaseModelClass):
         method
             ``"median"`` (low / high) or ``"tertiles"`` (low / intermediate / high).
         source
-            ``"cv"``: held-out risks from
-            :func:`~cancergpt_scvi.benchmark.cross_validate_survival`, cut at the training
+            ``"cv"``: the held-out risks of :meth:`cross_validate`, cut at the training
             median or tertiles of each fold (an honest stratification). ``"fit"``: the
             trained model's in-sample risks (optimistic).
 
@@ -827,9 +446,7 @@ class SurvivalModel(BaseModelClass):
         if source == "cv":
             if self.oof_risk_percentile_ is None:
                 raise RuntimeError(
-                    "No held-out risks yet: run "
-                    "cancergpt_scvi.benchmark.cross_validate_survival(model) first, or pass "
-                    "source='fit'."
+                    "No held-out risks yet: run model.cross_validate() first, or pass source='fit'."
                 )
             pct = self.oof_risk_percentile_
         elif source == "fit":

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-#: Registry keys of the survival outcome (``REGISTRY_KEYS`` has none for it).
-SURVIVAL_REGISTRY_KEYS = {"duration": "duration", "event": "event"}
+from cancergpt_scvi._constants import CAT_COVS_KEY, CONT_COVS_KEY, DURATION_KEY, EVENT_KEY, X_KEY
+from cancergpt_scvi.nn import Standardization
 
 Ties = Literal["efron", "breslow"]
 
@@ -86,14 +85,39 @@ def cox_partial_nll_terms(
     return out
 
 
+def fit_standardization(standardization: Standardization, design: torch.Tensor) -> torch.Tensor:
+    """Fix ``standardization`` to the column means and standard deviations of ``design``.
+
+    The one standardisation rule of the Cox fits (the model, the penalty path, the penalty grid):
+    the population standard deviation, as glmnet and lifelines. A column that is constant in
+    ``design`` (e.g. a category absent from a cross-validation fold) cannot inform the fit; it
+    is centred and left unscaled (scale 1).
+
+    Parameters
+    ----------
+    standardization
+        The component to set, e.g. a :class:`CoxPHModule`'s ``standardization``.
+    design
+        Unstandardised design matrix of the training samples.
+
+    Returns
+    -------
+    Boolean mask of the columns that are constant in ``design``.
+    """
+    scale = design.std(0, unbiased=False)
+    standardization.set(design.mean(0), scale)
+    return scale == 0
+
+
 class CoxPHModule(BaseModuleClass):
     """Cox proportional-hazards head: standardised features to a log relative hazard.
 
     The design matrix is ``[features, continuous covariates, one-hot categorical covariates]``,
-    standardised with a mean and scale fitted on the training samples (stored as buffers, so
-    they are saved with the weights). The head is linear by default (a penalised Cox model)
-    or a small MLP. It is trained on the Cox partial likelihood, averaged over the samples as
-    in glmnet, plus an elastic-net penalty
+    standardised with a mean and scale fitted on the training samples (a
+    :class:`~cancergpt_scvi.nn.Standardization`, saved with the weights; a column constant in
+    the training samples is centred and left unscaled). The head is linear by default (a
+    penalised Cox model) or a small MLP. It is trained on the Cox partial likelihood, averaged
+    over the samples as in glmnet, plus an elastic-net penalty
     ``alpha * (l1_ratio * |w|_1 + (1 - l1_ratio) / 2 * |w|_2^2)`` on the weight matrices.
     There is no intercept: the baseline hazard absorbs it.
 
@@ -146,8 +170,7 @@ class CoxPHModule(BaseModuleClass):
         self.l1_ratio = l1_ratio
         n_design = n_input + n_continuous_cov + sum(self.n_cats_per_cov)
         self.n_design = n_design
-        self.register_buffer("design_mean", torch.zeros(n_design))
-        self.register_buffer("design_scale", torch.ones(n_design))
+        self.standardization = Standardization(n_design)
         if n_hidden is None:
             self.head = nn.Linear(n_design, 1, bias=False)
             # the Cox likelihood is convex in a linear head: start at the null model, as
@@ -177,16 +200,11 @@ class CoxPHModule(BaseModuleClass):
                 parts.append(nn.functional.one_hot(cat_covs[:, k].long(), n_cat).float())
         return torch.cat(parts, dim=1)
 
-    def set_standardization(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
-        """Store the training samples' design mean and scale."""
-        self.design_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.design_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
-
     def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:
         return {
-            "x": tensors[REGISTRY_KEYS.X_KEY],
-            "cont_covs": tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
-            "cat_covs": tensors.get(REGISTRY_KEYS.CAT_COVS_KEY),
+            "x": tensors[X_KEY],
+            "cont_covs": tensors.get(CONT_COVS_KEY),
+            "cat_covs": tensors.get(CAT_COVS_KEY),
         }
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs) -> dict:
@@ -200,7 +218,7 @@ class CoxPHModule(BaseModuleClass):
         cat_covs: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Log relative hazard of each sample."""
-        z = (self.design(x, cont_covs, cat_covs) - self.design_mean) / self.design_scale
+        z = self.standardization(self.design(x, cont_covs, cat_covs))
         return {"log_hazard": self.head(z).squeeze(-1)}
 
     def generative(self, **kwargs) -> dict:
@@ -223,8 +241,8 @@ class CoxPHModule(BaseModuleClass):
         log_hazard = inference_outputs["log_hazard"]
         terms = cox_partial_nll_terms(
             log_hazard,
-            tensors[SURVIVAL_REGISTRY_KEYS["duration"]].reshape(-1).to(log_hazard.dtype),
-            tensors[SURVIVAL_REGISTRY_KEYS["event"]].reshape(-1),
+            tensors[DURATION_KEY].reshape(-1).to(log_hazard.dtype),
+            tensors[EVENT_KEY].reshape(-1),
             ties=self.ties,
         )
         nll = terms.mean()

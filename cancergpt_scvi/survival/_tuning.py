@@ -1,17 +1,19 @@
 """The penalty of a Cox model chosen by cross-validation along a path of penalties.
 
-Two pieces, shared by :class:`~cancergpt_scvi.survival.SurvivalModel` (its default
-``alpha="cv"``) and by any other penalised Cox fitter that should be tuned the same way (the
-benchmark tunes lifelines' ``CoxPHFitter`` with them):
+Three pieces:
 
 * :func:`cox_penalty_grid`: a geometric grid from a penalty strong enough to keep every
   coefficient (near) zero down to a small fraction of it, as glmnet's and scikit-survival's
   ``CoxnetSurvivalAnalysis`` paths;
 * :func:`tune_cox_penalty`: the path fitted on the training part of each fold and scored on
   its held-out part, by the cross-validated partial-likelihood deviance (glmnet's
-  ``cv.glmnet(family="cox")`` default) or by Harrell's C.
+  ``cv.glmnet(family="cox")`` default) or by Harrell's C. Any penalised Cox fitter can be tuned
+  with it (the benchmark tunes lifelines' ``CoxPHFitter`` so);
+* :func:`tune_module_penalty`: the two applied to a :class:`~cancergpt_scvi.survival.CoxPHModule`
+  (:meth:`~cancergpt_scvi.survival.SurvivalModel.tune_penalty`, the model's default
+  ``alpha="cv"``).
 
-Neither needs the ``[survival]`` extra except the ``"c_index"`` scoring.
+None needs the ``[survival]`` extra except the ``"c_index"`` scoring.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cancergpt_scvi.nn import Standardization
+from cancergpt_scvi.train import survival_folds
+
 from ._metrics import concordance_harrell
-from ._module import Ties, cox_partial_nll_terms
+from ._module import CoxPHModule, Ties, cox_partial_nll_terms, fit_standardization
+from ._penalty_path import Optimizer, fit_penalty_path
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -35,13 +41,6 @@ Scoring = Literal["deviance", "c_index"]
 #: penalty no finite value zeroes the coefficients, and at ``max|gradient| / 0.01`` every
 #: standardised coefficient is about 0.01 or less.
 _MIN_L1_SHARE = 0.01
-
-
-def _standardise(design: np.ndarray) -> np.ndarray:
-    mean = design.mean(axis=0)
-    scale = design.std(axis=0)
-    scale[scale == 0] = 1.0
-    return (design - mean) / scale
 
 
 def cox_log_partial_likelihood(
@@ -111,7 +110,10 @@ def cox_penalty_grid(
         raise ValueError(f"n_alphas must be at least 2, got {n_alphas}.")
     if not 0.0 < min_ratio < 1.0:
         raise ValueError(f"min_ratio must lie in (0, 1), got {min_ratio}.")
-    z = torch.as_tensor(_standardise(np.asarray(design, dtype=np.float64)))
+    x = torch.as_tensor(np.asarray(design, dtype=np.float64))
+    standardization = Standardization(x.shape[1]).double()
+    fit_standardization(standardization, x)
+    z = standardization(x)
     w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
     nll = cox_partial_nll_terms(
         z @ w,
@@ -228,3 +230,73 @@ def tune_cox_penalty(
         }
     )
     return float(alphas[best]), curve
+
+
+def tune_module_penalty(
+    module: CoxPHModule,
+    design: torch.Tensor,
+    durations: np.ndarray,
+    events: np.ndarray,
+    alphas: np.ndarray,
+    n_folds: int,
+    seed: int,
+    scoring: Scoring = "deviance",
+    n_alphas: int = 50,
+    min_ratio: float = 1e-4,
+    optimizer: Optimizer = "LBFGS",
+    lr: float = 1.0,
+    max_epochs: int = 50,
+) -> tuple[float, pd.DataFrame]:
+    """Choose the penalty of ``module`` by cross-validation of the samples of ``design``.
+
+    The folds are ``survival_folds(events, n_folds, seed)``
+    (:func:`~cancergpt_scvi.train.survival_folds`, stratified on the event); each fold fits the
+    path with a copy of ``module`` standardised on its own training part, and
+    :func:`tune_cox_penalty` scores it. Weights are initialised from ``seed``; ``module`` is not
+    changed.
+
+    Parameters
+    ----------
+    module
+        The module whose head, ties and ``l1_ratio`` are tuned.
+    design
+        ``(n, p)`` unstandardised float64 design matrix of the training samples.
+    durations, events
+        Their follow-up times and event indicators.
+    alphas
+        Candidate penalties; empty: the path :func:`cox_penalty_grid` of ``design`` with
+        ``n_alphas`` and ``min_ratio``.
+    n_folds, seed
+        Folds of the cross-validation and their seed.
+    scoring
+        ``"deviance"`` or ``"c_index"`` (see :func:`tune_cox_penalty`).
+    n_alphas, min_ratio
+        The default path's length and smallest penalty, as a fraction of the largest.
+    optimizer, lr, max_epochs
+        The optimiser of each fit (see :func:`fit_penalty_path`).
+
+    Returns
+    -------
+    The chosen penalty and the cross-validation curve (see :func:`tune_cox_penalty`).
+    """
+    folds = survival_folds(events, n_folds=n_folds, seed=seed)
+    if alphas.size == 0:
+        alphas = cox_penalty_grid(
+            design.numpy(),
+            durations,
+            events,
+            l1_ratio=module.l1_ratio,
+            n_alphas=n_alphas,
+            min_ratio=min_ratio,
+            ties=module.ties,
+        )
+    d_t, e_t = torch.as_tensor(durations), torch.as_tensor(events)
+
+    def fit_path(rows: np.ndarray, path: np.ndarray) -> np.ndarray:
+        return fit_penalty_path(module, design, d_t, e_t, rows, path, optimizer, lr, max_epochs)
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return tune_cox_penalty(
+            fit_path, durations, events, alphas, folds, scoring=scoring, ties=module.ties
+        )

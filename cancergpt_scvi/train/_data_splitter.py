@@ -21,6 +21,18 @@ from ._distributed_sampler import DistributedOversampler
 logger = logging.getLogger(__name__)
 
 
+def validation_cells(n_cells: int, train_size: float | None, validation_size: float | None) -> int:
+    """Validation cells of scvi-tools' :class:`~scvi.dataloaders.DataSplitter` rule.
+
+    Training takes ``ceil(train_size * n_cells)`` cells (``train_size`` default 0.9);
+    validation ``floor(validation_size * n_cells)``, or else all the others.
+    """
+    train = int(np.ceil((0.9 if train_size is None else train_size) * n_cells))
+    if validation_size is None:
+        return max(n_cells - train, 0)
+    return int(np.floor(validation_size * n_cells))
+
+
 class OversamplingDataSplitter(DataSplitter):
     """:class:`~scvi.dataloaders.DataSplitter` with tissue- and technology-aware oversampling.
 

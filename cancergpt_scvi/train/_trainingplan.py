@@ -1,30 +1,28 @@
-"""Training plan of CancerGPT: scvi-tools' plan plus the MVC and adversarial-weight schedules."""
+"""Training plan of CancerGPT: scvi-tools' plan plus the MVC and adversarial-weight ramps."""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from scvi.train import TrainingPlan
 
-AdversarialSchedule = Literal["constant", "linear", "dann"]
-
 
 class CancerGPTTrainingPlan(TrainingPlan):
-    """:class:`~scvi.train.TrainingPlan` that schedules the MVC and gradient-reversal weights.
+    """:class:`~scvi.train.TrainingPlan` that ramps the MVC and gradient-reversal weights.
 
-    Both schedules run over training progress ``p`` (0 at the first step, 1 after
+    Both ramps run over training progress ``p`` (0 at the first step, 1 after
     ``max_epochs``). The MVC weight is 0 until ``mvc_start``, then ramps linearly to 1 over
     ``mvc_ramp``: trained from the first step, MVC settles on predicting every gene's mean bin
     from a ``<cls>`` that carries no cell information (a saddle it does not leave within a CPU
     budget), and it holds the masked objective there too; started once the encoder has learned
     the masked objective, it can leave the saddle so that ``<cls>`` comes to carry the cell's
     profile.
-    The adversarial weight stays 0 until ``adversarial_start`` (by default when the MVC ramp
-    ends: reversing the gradient of an embedding that carries no cell information yet only
-    scrambles it), then follows ``adversarial_schedule`` over the rest of training. Both
-    weights reach the module's ``loss`` through ``loss_kwargs``.
+    The adversarial weight stays 0 until the MVC ramp ends (reversing the gradient of an
+    embedding that carries no cell information yet only scrambles it), then rises to
+    ``adversarial_weight`` along the ramp ``2 / (1 + exp(-10 q)) - 1`` of Ganin & Lempitsky,
+    with ``q`` the progress through the rest of training. Both weights reach the module's
+    ``loss`` through ``loss_kwargs``.
 
     Parameters
     ----------
@@ -33,15 +31,6 @@ class CancerGPTTrainingPlan(TrainingPlan):
     adversarial_weight
         Final weight of the reversed gradient from the domain discriminators (default 0: the
         adversarial push is off; the discriminators still train and report their accuracy).
-    adversarial_schedule
-        ``"constant"``; ``"linear"`` ramp from 0 over ``adversarial_warmup_epochs``; or
-        ``"dann"``, the ramp ``2 / (1 + exp(-10 p)) - 1`` of Ganin & Lempitsky, with ``p`` the
-        progress through the part of training after ``adversarial_start``.
-    adversarial_warmup_epochs
-        Epochs of the ``"linear"`` ramp.
-    adversarial_start
-        Training progress (0-1) at which the adversarial push starts; default: at the end of the
-        MVC ramp (``mvc_start + mvc_ramp``).
     mvc_start
         Training progress (0-1) before which MVC is off (masked expression only).
     mvc_ramp
@@ -56,34 +45,22 @@ class CancerGPTTrainingPlan(TrainingPlan):
         module,
         *,
         adversarial_weight: float = 0.0,
-        adversarial_schedule: AdversarialSchedule = "dann",
-        adversarial_warmup_epochs: int = 5,
-        adversarial_start: float | None = None,
         mvc_start: float = 0.25,
         mvc_ramp: float = 0.25,
         **kwargs,
     ):
         if adversarial_weight < 0:
             raise ValueError(f"adversarial_weight must be >= 0, got {adversarial_weight}.")
-        if adversarial_schedule not in ("constant", "linear", "dann"):
-            raise ValueError(f"Unknown adversarial_schedule {adversarial_schedule!r}.")
-        if adversarial_start is None:
-            adversarial_start = min(mvc_start + mvc_ramp, 1.0)
-        for name, value in (
-            ("mvc_start", mvc_start),
-            ("mvc_ramp", mvc_ramp),
-            ("adversarial_start", adversarial_start),
-        ):
+        for name, value in (("mvc_start", mvc_start), ("mvc_ramp", mvc_ramp)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(
                     f"{name} is a fraction of training (between 0 and 1), got {value}."
                 )
         super().__init__(module, **kwargs)
         self.adversarial_weight = adversarial_weight
-        self.adversarial_schedule = adversarial_schedule
-        self.adversarial_warmup_epochs = adversarial_warmup_epochs
-        self.adversarial_start = adversarial_start
         self.mvc_start, self.mvc_ramp = mvc_start, mvc_ramp
+        #: Training progress at which the adversarial push starts: the end of the MVC ramp.
+        self.adversarial_start = min(mvc_start + mvc_ramp, 1.0)
 
     def training_progress(self, batch_idx: int = 0) -> tuple[float, float]:
         """Epochs done (fractional) and the fraction of ``max_epochs`` they make."""
@@ -102,19 +79,12 @@ class CancerGPTTrainingPlan(TrainingPlan):
 
     def current_adversarial_weight(self, batch_idx: int = 0) -> float:
         """Gradient-reversal weight at the current point of training."""
-        epoch, progress = self.training_progress(batch_idx)
+        _, progress = self.training_progress(batch_idx)
         if progress < self.adversarial_start:
             return 0.0
-        if self.adversarial_schedule == "constant":
-            return self.adversarial_weight
-        max_epochs = max(int(self.trainer.max_epochs or 1), 1)
-        if self.adversarial_schedule == "linear":
-            since = epoch - self.adversarial_start * max_epochs
-            ramp = min(1.0, since / max(self.adversarial_warmup_epochs, 1))
-        else:
-            # the DANN ramp over the part of training left after the start
-            rest = max(1.0 - self.adversarial_start, 1e-8)
-            ramp = 2.0 / (1.0 + math.exp(-10.0 * (progress - self.adversarial_start) / rest)) - 1.0
+        # the DANN ramp over the part of training left after the start
+        rest = max(1.0 - self.adversarial_start, 1e-8)
+        ramp = 2.0 / (1.0 + math.exp(-10.0 * (progress - self.adversarial_start) / rest)) - 1.0
         return self.adversarial_weight * ramp
 
     def on_train_batch_start(self, batch, batch_idx):

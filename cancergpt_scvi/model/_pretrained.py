@@ -1,0 +1,117 @@
+"""The authors' published weights, loaded into a CancerGPT model for zero-shot embedding."""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Self
+
+import anndata as ad
+import numpy as np
+import torch
+
+from cancergpt_scvi.data import BinningMode
+from cancergpt_scvi.release import (
+    ReleaseCheckpointError,
+    encoder_modules,
+    read_release_checkpoint,
+    release_token_genes,
+)
+
+
+class PretrainedWeightsMixin:
+    """:meth:`load_pretrained` of :class:`~cancergpt_scvi.model.CancerGPTModel`."""
+
+    @classmethod
+    def load_pretrained(
+        cls,
+        model_dir: str | PathLike,
+        adata: ad.AnnData,
+        batch_key: str | None = None,
+        layer: str | None = None,
+        gene_symbols_key: str | None = None,
+        binning: BinningMode = "release",
+        device: str | torch.device | None = None,
+    ) -> Self:
+        """Load the authors' published weights, set up on ``adata`` for zero-shot embedding.
+
+        The returned model's :meth:`get_latent_representation` follows the authors'
+        procedure: the genes of ``adata`` found in the release vocabulary; among them the
+        ``max_seq_len - 1`` highly variable genes by scanpy's ``cell_ranger`` flavour (within
+        each batch of ``batch_key`` when given), in ``var`` order; ``<cls>`` (value -2)
+        followed by those genes with each cell's values binned by its own quantiles; the
+        ``<cls>`` output, L2-normalised. ``adata`` is registered (scvi-tools adds its
+        ``_scvi_*`` columns) but otherwise left as it is, with all its genes.
+
+        The weights live in an ordinary :class:`~cancergpt_scvi.model.CancerGPTModel`: it can
+        be saved with :meth:`save`, reloaded with :meth:`load` and fine-tuned with
+        :meth:`train`.
+
+        Parameters
+        ----------
+        model_dir
+            The release folder: ``model.pth``, ``args.json``, ``vocab.json``.
+        adata
+            Cells x genes, expression as given to the authors' code (counts or normalised).
+            May be opened with ``backed="r"``.
+        batch_key
+            ``obs`` column of batches for the highly-variable-gene selection.
+        layer
+            Layer with the expression instead of ``X``.
+        gene_symbols_key
+            ``var`` column with gene symbols, when ``var_names`` are other identifiers.
+        binning
+            ``"release"`` (default): the authors' rule, tied values spread over their bins at
+            random (pass ``seed=`` to :meth:`get_latent_representation` to fix it).
+            ``"deterministic"``: a tied value gets the middle of its bins, so runs agree.
+        device
+            Where to put the model (default: CUDA when available, else CPU).
+
+        Raises
+        ------
+        FileNotFoundError
+            The folder or one of its files is missing.
+        ReleaseCheckpointError
+            Missing or misshapen encoder weights, or an invalid ``args.json``.
+        ValueError
+            None of ``adata``'s genes is in the vocabulary, or none of them varies across the
+            cells (e.g. fewer than 2 cells).
+        """
+        if binning not in ("release", "deterministic"):
+            raise ValueError(f"binning must be 'release' or 'deterministic', got {binning!r}.")
+        if adata.n_obs == 0:
+            raise ValueError("adata has no cells (n_obs == 0); pass an AnnData with cells.")
+        checkpoint = read_release_checkpoint(model_dir)
+        vocab = checkpoint.vocab
+        config = checkpoint.module_kwargs
+        ids = vocab.match(adata, gene_symbols_key, min_genes=1)
+        cls.setup_anndata(
+            adata, layer=layer, batch_key=batch_key, gene_symbols_key=gene_symbols_key
+        )
+        chosen = release_token_genes(
+            adata,
+            np.flatnonzero(ids >= 0),
+            config["max_seq_len"] - 1,
+            batch_key=batch_key,
+            layer=layer,
+        )
+        model = cls(
+            adata,
+            vocab=vocab,
+            preset="release",
+            token_genes=[str(g) for g in adata.var_names[chosen]],
+            gene_selection="fixed",
+            eval_binning=binning,
+            **config,
+        )
+        try:  # strict: a drift of our module's names must not leave weights unplaced
+            encoder_modules(model.module).load_state_dict(checkpoint.encoder_state, strict=True)
+        except RuntimeError as err:
+            raise ReleaseCheckpointError(f"Encoder weights not placed: {err}") from err
+        model.module.eval()
+        model.is_trained_ = True
+        model.pretrained_from_ = str(Path(model_dir).resolve())
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to_device(device)
+        return model
