@@ -271,14 +271,16 @@ class CancerGPTModule(BaseModuleClass):
         inference_outputs: dict,
         generative_outputs: dict,
         mvc_weight: float = 1.0,
-        adversarial_weight: float = 1.0,
+        adversarial_weight: float = 0.0,
     ) -> LossOutput:
         """Masked expression MSE + ``mvc_weight`` x MVC MSE + adversarial cross-entropies.
 
         The discriminators learn to recognise each domain from the cell embedding; the
-        gradient reversal in front of them, scaled by ``adversarial_weight``, pushes the
-        encoder towards an embedding that does not reveal the domain. The training plan
-        schedules both weights (:class:`~cancergpt_scvi.train.CancerGPTTrainingPlan`).
+        gradient reversal in front of them, scaled by ``adversarial_weight`` (0, the default:
+        the discriminators learn, the encoder is not pushed), pushes the encoder towards an
+        embedding that does not reveal the domain. The weight scales gradients only, never the
+        loss's value. The training plan ramps both weights
+        (:class:`~cancergpt_scvi.train.CancerGPTTrainingPlan`).
         """
         mlm, mvc = self.reconstruction_errors(inference_outputs, generative_outputs)
         per_cell = mlm + mvc_weight * mvc
