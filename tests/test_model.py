@@ -100,6 +100,30 @@ def test_save_load_round_trip(trained_model, tmp_path):
     assert loaded.vocab == trained_model.vocab
 
 
+def test_save_with_overwrite_leaves_exactly_what_it_wrote(trained_model, tmp_path, monkeypatch):
+    folder = tmp_path / "m"
+    trained_model.save(folder, save_anndata=True)
+    (folder / "notes.txt").write_text("an earlier file")
+    with pytest.raises(ValueError, match=r"already exists\. Pass overwrite=True"):
+        trained_model.save(folder)
+    trained_model.save(folder, overwrite=True)  # this save writes no AnnData
+    assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "vocab.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left beside it
+    # the earlier save's adata.h5ad is gone: the loaded model holds no cells, not the old ones
+    with pytest.warns(UserWarning, match="no saved anndata"):
+        assert CancerGPTModel.load(folder).adata is None
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(CancerGPTModel, "_save_extras", broken)
+    with pytest.raises(OSError, match="disk full"):
+        trained_model.save(folder, save_anndata=True, overwrite=True)
+    # a failed save leaves the earlier folder as it was, and no temporary
+    assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "vocab.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
 def test_cells_without_counts_and_empty_data_embed_with_a_warning(trained_model):
     adata = trained_model.adata[:5].copy()
     adata.X = sparse.csr_matrix(adata.X.shape, dtype=np.float32)

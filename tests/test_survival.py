@@ -187,6 +187,26 @@ def test_concordance_agrees_with_lifelines():
     assert concordance_harrell(d, e, risk) > 0.65
 
 
+def test_boolean_masks_select_the_samples_their_positions_do():
+    adata = linear_cohort()
+    SurvivalModel.setup_anndata(adata, "time", "death", embedding_key="emb")
+    mask = np.zeros(adata.n_obs, dtype=bool)
+    mask[5::3] = True
+    positions = np.flatnonzero(mask)
+    by_mask, by_positions = SurvivalModel(adata, alpha=0.1), SurvivalModel(adata, alpha=0.1)
+    by_mask.train(train_indices=mask, **QUIET)
+    by_positions.train(train_indices=positions, **QUIET)
+    # a mask read as 0/1 would train on two samples and predict samples 0 and 1 repeated
+    # (two fits agree to float32 rounding, not bit for bit: L-BFGS in float32 on 2 threads)
+    np.testing.assert_allclose(by_mask.predict_risk(), by_positions.predict_risk(), atol=1e-5)
+    risk = by_positions.predict_risk(indices=mask)
+    assert len(risk) == mask.sum() and len(np.unique(risk)) == mask.sum()
+    np.testing.assert_array_equal(risk, by_positions.predict_risk(indices=positions))
+    assert by_positions.concordance(mask) == by_positions.concordance(positions)
+    with pytest.raises(ValueError, match="one entry per cell"):
+        by_positions.predict_risk(indices=mask[:-1])
+
+
 def test_uno_equals_harrell_without_censoring():
     rng = np.random.default_rng(1)
     d = rng.exponential(size=80) + 0.01

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 import warnings
 from os import PathLike
 from pathlib import Path
@@ -26,6 +25,7 @@ from scvi.train import TrainingPlan, TrainRunner
 
 from cancergpt_scvi._constants import EMBEDDING_KEY, LABELS_KEY, X_KEY
 from cancergpt_scvi._listing import listing
+from cancergpt_scvi._saving import WholeFolderSaveMixin
 from cancergpt_scvi.data import holds_counts
 from cancergpt_scvi.model import CancerGPTModel
 
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 _ENCODER_FOLDER = "encoder"
 
 
-class CellStateModel(BaseModelClass):
+class CellStateModel(WholeFolderSaveMixin, BaseModelClass):
     """A cell-state head: a classifier of annotated states on CancerGPT cell embeddings.
 
     Trained on a reference whose cells carry labels (e.g. MES-, AC-, OPC-, NPC-like), it
@@ -465,18 +465,23 @@ class CellStateModel(BaseModelClass):
         return labels
 
     # -- persistence ------------------------------------------------------------------------
-    def save(self, dir_path: str, overwrite: bool = False, save_anndata: bool = False, **kwargs):
-        """Save the head (scvi-tools format); a fine-tuned encoder goes to ``encoder/``."""
+    def save(self, dir_path: str | PathLike, **kwargs) -> None:
+        """Save the head (scvi-tools format); a fine-tuned encoder goes to ``encoder/``.
+
+        Takes the arguments of :meth:`scvi.model.base.BaseModelClass.save`; with
+        ``overwrite=True`` the folder is replaced whole (no file of an earlier save stays).
+        """
+        # the encoder's weights are saved as a model of their own, not inside the head's
         encoder_module, self.module.encoder = self.module.encoder, None
         try:
-            super().save(dir_path, overwrite=overwrite, save_anndata=save_anndata, **kwargs)
+            super().save(dir_path, **kwargs)
         finally:
             self.module.encoder = encoder_module
-        folder = Path(dir_path) / _ENCODER_FOLDER
+
+    def _save_extras(self, folder: Path, overwrite: bool) -> None:
+        """A fine-tuned encoder, as a CancerGPT model folder ``encoder/``."""
         if self._encoder is not None:
-            self._encoder.save(str(folder), overwrite=overwrite)
-        elif folder.is_dir():  # an earlier save's fine-tuned encoder is not this head's
-            shutil.rmtree(folder)
+            self._encoder.save(str(folder / _ENCODER_FOLDER), overwrite=overwrite)
 
     @classmethod
     def load(

@@ -5,6 +5,7 @@ from ._binning import BinningMode, bin_expression
 from ._gene_loadings import init_gene_embeddings, pca_gene_loadings
 from ._gene_symbols import gene_symbols
 from ._hvg import cell_ranger_hvg
+from ._indices import cell_indices
 from ._oversampling import oversampling_weights
 from ._thinning import thin_counts
 from ._tokenize import GeneSelection, TokenBatch, tokenize
@@ -18,8 +19,8 @@ from ._validation import (
 from ._vocab import GeneVocab
 
 # The names above that are not in __all__ serve the package's other subpackages (the model,
-# the heads): input checks, the type aliases of arguments, the token batch and the start of
-# the gene embeddings.
+# the heads): the reading of an ``indices`` argument, input checks, the type aliases of
+# arguments, the token batch and the start of the gene embeddings.
 __all__ = [
     "GeneVocab",
     "bin_expression",

@@ -19,6 +19,7 @@ from sklearn.linear_model import RidgeCV
 
 from cancergpt_scvi._constants import CELL_FEATURES_KEY, RESPONSE_KEY
 from cancergpt_scvi._listing import listing
+from cancergpt_scvi._saving import WholeFolderSaveMixin
 from cancergpt_scvi.train import BestWeights, validation_split
 
 from ._cell_features import check_features, dense, read_cell_features, warn_if_counts
@@ -40,7 +41,7 @@ _SETUP_ARGS = "setup_args"
 _TABLE_KEYS = ("cell_line_key", "drug_key", "response_key")
 
 
-class DrugResponseModel(BaseModelClass):
+class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
     """Drug response (ln IC50, AUC, ...) of cell lines to drugs, for unseen cell lines and drugs.
 
     Cell lines are the observations of the AnnData; their responses (a cell lines x drugs

@@ -21,6 +21,7 @@ from scvi.utils import setup_anndata_dsp
 
 from cancergpt_scvi._constants import BATCH_KEY, DOMAIN_KEYS, TECHNOLOGY_KEY, TISSUE_KEY, X_KEY
 from cancergpt_scvi._listing import listing
+from cancergpt_scvi._saving import WholeFolderSaveMixin
 from cancergpt_scvi.data import (
     GeneVocab,
     check_categorical_obs,
@@ -41,7 +42,11 @@ logger = logging.getLogger(__name__)
 
 
 class CancerGPTModel(
-    CellEmbeddingMixin, PretrainedWeightsMixin, UnsupervisedTrainingMixin, BaseModelClass
+    WholeFolderSaveMixin,
+    CellEmbeddingMixin,
+    PretrainedWeightsMixin,
+    UnsupervisedTrainingMixin,
+    BaseModelClass,
 ):
     """CancerGPT: a transformer foundation model of malignant cells.
 
@@ -425,7 +430,6 @@ class CancerGPTModel(
         with readable_saved_model(weights):
             return super().load(str(path), adata=adata, **kwargs)
 
-    def save(self, dir_path: str, overwrite: bool = False, save_anndata: bool = False, **kwargs):
-        """Save the model (scvi-tools format) and its vocabulary (``vocab.json``) to a folder."""
-        super().save(dir_path, overwrite=overwrite, save_anndata=save_anndata, **kwargs)
-        self.vocab.to_json(Path(dir_path) / "vocab.json")
+    def _save_extras(self, folder: Path, overwrite: bool) -> None:
+        """The vocabulary (``vocab.json``) beside the weights."""
+        self.vocab.to_json(folder / "vocab.json")

@@ -11,9 +11,8 @@ import torch
 from scvi.utils import track
 
 from cancergpt_scvi._constants import X_KEY
-from cancergpt_scvi.data import BinningMode, check_expression_values
+from cancergpt_scvi.data import BinningMode, cell_indices, check_expression_values
 
-from ._cell_indices import cell_indices
 from ._gene_alignment import align_genes, aligned_batches, genes_in_order
 from ._precision import Precision, embedding_autocast
 

@@ -23,6 +23,8 @@ from tqdm.auto import tqdm
 
 from cancergpt_scvi._constants import CAT_COVS_KEY, CONT_COVS_KEY, DURATION_KEY, EVENT_KEY, X_KEY
 from cancergpt_scvi._extras import require
+from cancergpt_scvi._saving import WholeFolderSaveMixin
+from cancergpt_scvi.data import cell_indices
 from cancergpt_scvi.train import survival_folds
 
 from ._metrics import (
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
     from ._tuning import Scoring
 
 
-class SurvivalModel(CoxTrainingMixin, BaseModelClass):
+class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
     """Cox proportional-hazards model of patient survival on sample features.
 
     The features are a sample embedding (e.g. CancerGPT embeddings of bulk tumour RNA from
@@ -293,7 +295,7 @@ class SurvivalModel(CoxTrainingMixin, BaseModelClass):
             Samples with the registered features and covariates; default the training AnnData.
             Outcome columns are not needed.
         indices
-            Samples to predict; default all.
+            Samples to predict: integer positions or a boolean mask; default all.
         batch_size
             Samples per batch (prediction needs no risk set); default all at once.
 
@@ -307,9 +309,9 @@ class SurvivalModel(CoxTrainingMixin, BaseModelClass):
         if adata is not None:
             adata = prediction_adata(adata, self.adata_manager.registry["setup_args"])
         adata = self._validate_anndata(adata)
+        indices = cell_indices(indices, adata.n_obs)
         if indices is None:
             indices = np.arange(adata.n_obs)
-        indices = np.asarray(indices, dtype=int)
         loader = self._make_data_loader(
             adata, indices=indices, batch_size=batch_size or max(len(indices), 1)
         )
@@ -323,11 +325,14 @@ class SurvivalModel(CoxTrainingMixin, BaseModelClass):
     def concordance(self, indices: Sequence[int] | None = None) -> float:
         """Harrell's C-index of the fitted model on registered samples (default all).
 
+        ``indices`` are integer positions or a boolean mask.
+
         In-sample when the samples trained the model; for a held-out estimate use
         :meth:`cross_validate`. Needs the ``[survival]`` extra.
         """
         d, e = self._outcome()
-        idx = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices, dtype=int)
+        idx = cell_indices(indices, self.adata.n_obs)
+        idx = np.arange(self.adata.n_obs) if idx is None else idx
         return concordance_harrell(d[idx], e[idx], self.predict_risk(indices=idx))
 
     # --- cross-validation ---------------------------------------------------------------------

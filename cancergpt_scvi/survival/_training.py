@@ -11,6 +11,7 @@ import scvi
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
+from cancergpt_scvi.data import cell_indices
 from cancergpt_scvi.train import validation_split
 
 from ._module import fit_standardization
@@ -77,7 +78,7 @@ class CoxTrainingMixin:
         Parameters
         ----------
         train_indices
-            Samples to tune on.
+            Samples to tune on: integer positions or a boolean mask.
         seed
             Seed of the inner folds; default ``scvi.settings.seed`` (0 when unset).
         optimizer, lr, max_epochs
@@ -90,7 +91,7 @@ class CoxTrainingMixin:
         """
         if self._alpha_grid is None:
             raise RuntimeError("This model has a fixed alpha; pass alpha='cv' or a list to tune.")
-        train_idx = np.unique(np.asarray(train_indices, dtype=int))
+        train_idx = np.unique(cell_indices(train_indices, self.adata.n_obs))
         optimizer, lr, max_epochs = self._optimizer_defaults(optimizer, lr, max_epochs, tuned=True)
         if seed is None:
             seed = scvi.settings.seed if scvi.settings.seed is not None else 0
@@ -165,7 +166,8 @@ class CoxTrainingMixin:
             (:func:`~cancergpt_scvi.train.validation_split`, seeded by ``scvi.settings.seed``)
             when ``train_indices`` is not given; default all samples train.
         train_indices
-            Explicit training samples (the others are not used), e.g. a cross-validation fold.
+            Explicit training samples (integer positions or a boolean mask; the others are not
+            used), e.g. a cross-validation fold.
         cv_seed
             Seed of the inner folds that tune the penalty (see :meth:`tune_penalty`); default
             ``scvi.settings.seed``. Unused with a fixed ``alpha``.
@@ -179,7 +181,7 @@ class CoxTrainingMixin:
         """
         n_obs = self.adata.n_obs
         if train_indices is not None:
-            train_idx = np.unique(np.asarray(train_indices, dtype=int))
+            train_idx = np.unique(cell_indices(train_indices, self.adata.n_obs))
             val_idx = np.array([], dtype=int)
         else:
             # scvi-tools' rule and seed (DataSplitter)

@@ -1,4 +1,4 @@
-"""The cells a model is asked to embed: integer positions or a boolean mask."""
+"""The cells (or samples) a model is asked about: integer positions or a boolean mask."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from cancergpt_scvi._listing import listing
 
 
 def cell_indices(indices: Sequence[int] | np.ndarray | None, n_obs: int) -> np.ndarray | None:
-    """Positions of the cells to embed: integer positions, or a boolean mask over the cells.
+    """Positions of the cells (or samples) asked for: integer positions or a boolean mask.
+
+    The one reading of an ``indices`` argument for every model of the package, so that a
+    boolean mask is never cast to positions 0 and 1.
 
     Parameters
     ----------
@@ -39,8 +42,8 @@ def cell_indices(indices: Sequence[int] | np.ndarray | None, n_obs: int) -> np.n
     if arr.dtype == bool:
         if arr.shape != (n_obs,):
             raise ValueError(
-                f"A boolean mask as indices must have one entry per cell ({n_obs}), got shape "
-                f"{arr.shape}."
+                f"A boolean mask as indices must have one entry per cell or sample ({n_obs}), "
+                f"got shape {arr.shape}."
             )
         return np.flatnonzero(arr)
     if arr.size == 0:
