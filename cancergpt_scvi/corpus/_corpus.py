@@ -16,7 +16,7 @@ import pandas as pd
 from anndata.io import read_elem
 from scipy import sparse
 
-from cancergpt_scvi.data import GeneVocab
+from cancergpt_scvi.data import GeneVocab, cell_indices
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +74,8 @@ class Corpus(ABC):
         -------
         ``(len(indices), n_vars)`` float32 CSR matrix, rows in the order of ``indices``.
         """
-        indices = np.asarray(indices, dtype=np.int64).ravel()
-        if indices.size and (indices.min() < 0 or indices.max() >= self.n_obs):
-            raise IndexError(f"Cell indices must lie in [0, {self.n_obs}).")
+        # integer positions or a boolean mask; never floats cast to positions
+        indices = cell_indices(np.asarray(indices).ravel(), self.n_obs)
         unique, inverse = np.unique(indices, return_inverse=True)
         block = self._read_sorted(unique)
         values = block.data

@@ -336,6 +336,13 @@ def read_gdsc(
             )
         n_rows = len(table)
         table = table[table["cell_line"].isin(list(matched))]
+        if n_rows and table.empty:
+            raise ValueError(
+                f"No cell line of {table_file} has expression in {EXPRESSION_FILE} "
+                f"({len(unmatched)} screened, e.g. {listing(sorted(unmatched), 3)}; expression "
+                f"names e.g. {listing(sorted(expression), 3)}): nothing to read. Check that both "
+                "files come from the same release."
+            )
         if len(table) < n_rows:
             logger.info("Dropped %d of %d response rows.", n_rows - len(table), n_rows)
 
