@@ -25,7 +25,9 @@ def validation_split(
     As :class:`scvi.dataloaders.DataSplitter`: ``ceil(train_size * n)`` samples train;
     ``validation_size`` of them (rounded down), or else all the others, validate; the rest are
     in neither. The permutation comes from ``rng`` (``np.random.RandomState(scvi.settings.seed)``
-    reproduces :class:`~scvi.dataloaders.DataSplitter`'s draw).
+    reproduces :class:`~scvi.dataloaders.DataSplitter`'s draw). Unlike scvi-tools, the products
+    are rounded to 9 decimals first, so that float error (``0.07 * 100 = 7.000000000000001``)
+    never moves a sample between the splits.
 
     Parameters
     ----------
