@@ -393,3 +393,64 @@ def test_self_supervised_loss_sees_whole_counts(separated_model):
     module.train()
     module(tensors, loss_kwargs={"self_supervised_weight": 1.0})
     assert len(seen) == 1 and torch.equal(seen[0], x)
+
+
+def _patients(n_per_state: int, patients: list[str], seed: int) -> ad.AnnData:
+    """Two states (centres 10 apart, sd 0.3), each patient's cells shifted by its own offset.
+
+    The offsets (sd 1 per dimension) are far larger than the spread within a patient.
+    """
+    rng = np.random.default_rng(seed)
+    parts = []
+    for patient in patients:
+        cells = _blobs(n_per_state, ["a", "b"], seed=int(rng.integers(1 << 30)))
+        centres = np.where(
+            cells.obs[LABEL].to_numpy()[:, None] == "a", 10 * np.eye(8)[0], 10 * np.eye(8)[1]
+        )
+        noise = cells.obsm["X_cancergpt"] - centres
+        offset = rng.normal(size=(1, 8))
+        cells.obsm["X_cancergpt"] = (centres + 0.3 * noise + offset).astype(np.float32)
+        cells.obs["patient"] = patient
+        cells.obs_names = [f"{patient}-{name}" for name in cells.obs_names]
+        parts.append(cells)
+    return ad.concat(parts)
+
+
+def test_batch_key_keeps_a_new_patient_from_being_called_unknown():
+    reference = _patients(40, ["p1", "p2", "p3", "p4"], seed=0)
+    query = _patients(40, ["new"], seed=1)
+    # a state of the query that no reference patient has, far from both
+    novel = query[query.obs[LABEL] == "b"].copy()
+    novel.obsm["X_cancergpt"] += 40 * np.eye(8)[2].astype(np.float32)
+    novel.obs[LABEL] = "c"
+    novel.obs_names = [f"novel-{n}" for n in novel.obs_names]
+    query = ad.concat([query, novel])
+    is_novel = (query.obs[LABEL] == "c").to_numpy()
+    by_cells = transfer_labels(reference, query, LABEL, inplace=False)
+    by_patients = transfer_labels(reference, query, LABEL, batch_key="patient", inplace=False)
+    unknown_cells = (by_cells[f"{LABEL}_pred"] == UNKNOWN).to_numpy()
+    unknown_patients = (by_patients[f"{LABEL}_pred"] == UNKNOWN).to_numpy()
+    # measured among a patient's own cells, the new patient looks foreign
+    assert unknown_cells[~is_novel].mean() > 0.5
+    # measured leaving a patient out, it does not; the novel state stays unknown
+    assert unknown_patients[~is_novel].mean() < 0.05
+    assert unknown_patients[is_novel].all()
+    known = by_patients[f"{LABEL}_pred"].astype(str).to_numpy()[~is_novel]
+    assert (known == query.obs[LABEL].to_numpy()[~is_novel]).mean() > 0.95
+
+
+def test_batch_key_errors_and_fallback(caplog):
+    reference = _patients(20, ["p1", "p2"], seed=0)
+    query = _patients(20, ["new"], seed=1)
+    with pytest.raises(KeyError, match="batch_key='donor' is not a column"):
+        transfer_labels(reference, query, LABEL, batch_key="donor")
+    reference.obs["gap"] = reference.obs["patient"].astype(object)
+    reference.obs.iloc[0, reference.obs.columns.get_loc("gap")] = None
+    with pytest.raises(ValueError, match="missing for 1 cells"):
+        transfer_labels(reference, query, LABEL, batch_key="gap")
+    reference.obs["one"] = "p"
+    with caplog.at_level("WARNING"):
+        single = transfer_labels(reference, query, LABEL, batch_key="one", inplace=False)
+    assert "too few to leave one out" in caplog.text
+    plain = transfer_labels(reference, query, LABEL, inplace=False)
+    pd.testing.assert_frame_equal(single, plain)

@@ -93,6 +93,71 @@ def embedding_of(
     return z
 
 
+def reference_batches(reference: ad.AnnData, batch_key: str | None, k: int) -> np.ndarray | None:
+    """The reference's batch codes for leave-one-batch-out scales, or None to use all cells.
+
+    None when ``batch_key`` is None. Refuses a missing column or missing values; a single
+    batch, or a batch whose leaving leaves fewer than ``k`` cells, falls back to None with a
+    warning (nothing to leave out).
+    """
+    if batch_key is None:
+        return None
+    if batch_key not in reference.obs:
+        raise KeyError(
+            f"batch_key={batch_key!r} is not a column of reference.obs "
+            f"(columns: {listing(reference.obs.columns)}); pass the column with the reference's "
+            "patients or samples, or batch_key=None."
+        )
+    batch = reference.obs[batch_key]
+    if batch.isna().any():
+        raise ValueError(
+            f"reference.obs[{batch_key!r}] is missing for {int(batch.isna().sum())} cells; "
+            "give every reference cell its batch."
+        )
+    codes = np.unique(batch.astype(str).to_numpy(), return_inverse=True)[1]
+    counts = np.bincount(codes)
+    if len(counts) < 2 or (len(codes) - counts.max()) < k:
+        logger.warning(
+            "reference.obs[%r] has %d batch(es) (largest %d of %d cells): too few to leave one "
+            "out; distance scales are measured among all reference cells.",
+            batch_key,
+            len(counts),
+            int(counts.max()),
+            len(codes),
+        )
+        return None
+    return codes
+
+
+def reference_neighbour_distances(
+    index: NearestNeighbors,
+    z_ref: np.ndarray,
+    batches: np.ndarray | None,
+    k: int,
+    chunk_size: int,
+) -> np.ndarray:
+    """``(n_reference, k)`` distances of each reference cell to its ``k`` nearest neighbours.
+
+    Without ``batches``: among all reference cells, itself left out. With them: among the
+    cells of the other batches, as a cell of a new batch meets the reference.
+    """
+    if batches is None:
+        return np.concatenate(
+            [
+                index.kneighbors(z_ref[s : s + chunk_size], n_neighbors=k + 1)[0][:, 1:]
+                for s in range(0, len(z_ref), chunk_size)
+            ]
+        )
+    out = np.empty((len(z_ref), k))
+    for b in np.unique(batches):
+        inside = np.flatnonzero(batches == b)
+        others = NearestNeighbors(n_neighbors=k).fit(z_ref[batches != b])
+        for s in range(0, len(inside), chunk_size):
+            rows = inside[s : s + chunk_size]
+            out[rows] = others.kneighbors(z_ref[rows])[0]
+    return out
+
+
 def transfer_labels(
     reference: ad.AnnData,
     query: ad.AnnData,
@@ -100,6 +165,7 @@ def transfer_labels(
     use_rep: str = "X_cancergpt",
     k: int = 15,
     unknown_threshold: float | None = 0.5,
+    batch_key: str | None = None,
     model: CancerGPTModel | None = None,
     chunk_size: int = 10_000,
     inplace: bool = True,
@@ -108,11 +174,18 @@ def transfer_labels(
 
     Each query cell's ``k`` nearest reference cells in the embedding vote with weights
     ``exp(-(d / s)^2)``, ``d`` the distance and ``s`` the median distance of reference cells to
-    their own ``k``-th neighbour. The predicted label is the one with the largest vote share;
+    their ``k``-th neighbour. The predicted label is the one with the largest vote share;
     the uncertainty is ``1 - share x discount``, where the discount is 1 for a cell whose mean
-    neighbour distance is within what 95% of reference cells have among themselves (``t``),
-    and ``exp(-(dbar - t) / t)`` beyond: a cell of a state the reference lacks may agree with
+    neighbour distance is within what 95% of reference cells have (``t``), and
+    ``exp(-(dbar - t) / t)`` beyond: a cell of a state the reference lacks may agree with
     neighbours that are all far away, and is uncertain for that reason.
+
+    A query comes from new patients, whose cells lie further from any reference cell than
+    reference cells lie from cells of their own patient. With ``batch_key``, ``s`` and ``t``
+    are therefore measured as a new patient meets the reference: each reference batch's cells
+    against the other batches' cells (leave one batch out), so that a query cell is not called
+    uncertain merely for coming from a patient the reference lacks. Without it they are
+    measured among all reference cells, which suits a query from the reference's own batches.
 
     Parameters
     ----------
@@ -130,6 +203,10 @@ def transfer_labels(
     unknown_threshold
         Cells with an uncertainty above it are labelled ``"unknown"``; ``None`` labels every
         cell with its best vote.
+    batch_key
+        ``obs`` column of ``reference`` with its batches (patient, sample). With two or more
+        batches, the distance scales are measured leaving one batch out (see above): pass it
+        whenever the query holds patients or samples the reference lacks.
     model
         A :class:`~cancergpt_scvi.model.CancerGPTModel` that embeds ``reference`` or ``query``
         where ``obsm[use_rep]`` is missing (stored there).
@@ -179,13 +256,8 @@ def transfer_labels(
         k = reference.n_obs - 1
 
     index = NearestNeighbors(n_neighbors=k).fit(z_ref)
-    # the reference's own scale: distances to its neighbours, itself left out
-    own = np.concatenate(
-        [
-            index.kneighbors(z_ref[s : s + chunk_size], n_neighbors=k + 1)[0][:, 1:]
-            for s in range(0, len(z_ref), chunk_size)
-        ]
-    )
+    batches = reference_batches(reference, batch_key, k)
+    own = reference_neighbour_distances(index, z_ref, batches, k, chunk_size)
     scale = max(float(np.median(own[:, -1])), np.finfo(np.float32).eps)
     typical = max(
         float(np.quantile(own.mean(axis=1), _TYPICAL_DISTANCE_QUANTILE)),

@@ -1,4 +1,4 @@
-"""Example data: simulated malignant atlases, tumours, cohorts and screens; real GDSC screens."""
+"""Example data: simulated atlases, tumours, cohorts and screens; real drug screens and tumours."""
 
 from ._corpus import write_simulated_corpus
 from ._gdsc import GDSCData, match_cell_lines, read_gdsc
@@ -8,6 +8,7 @@ from ._malignant_atlas import (
     PRETRAINING_TISSUE_COMPOSITION,
     simulate_malignant_atlas,
 )
+from ._ovarian_tumour import read_qian2020_ovarian
 from ._pharmacogenomics import (
     EXAMPLE_DRUG_SMILES,
     SimulatedDrugResponse,
@@ -24,6 +25,7 @@ __all__ = [
     "SimulatedDrugResponse",
     "match_cell_lines",
     "read_gdsc",
+    "read_qian2020_ovarian",
     "simulate_drug_response",
     "simulate_glioblastoma",
     "simulate_malignant_atlas",

@@ -33,6 +33,7 @@ from cancergpt_scvi.data import (
 from cancergpt_scvi.module import CancerGPTModule
 from cancergpt_scvi.train import CancerGPTTrainingPlan, OversamplingDataSplitter, validation_cells
 
+from ._adaptation import QueryAdaptationMixin
 from ._embedding import CellEmbeddingMixin
 from ._presets import PRESETS
 from ._pretrained import PretrainedWeightsMixin
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 class CancerGPTModel(
     WholeFolderSaveMixin,
     CellEmbeddingMixin,
+    QueryAdaptationMixin,
     PretrainedWeightsMixin,
     UnsupervisedTrainingMixin,
     BaseModelClass,
