@@ -87,7 +87,5 @@ class QueryAdaptationMixin:
             raise RuntimeError(f"Weights that did not carry over: {missing[:5]}.")
         with torch.no_grad():
             adapted.module.load_state_dict(weights, strict=False)
-        adapted.train(
-            max_epochs=max_epochs, mvc_start=mvc_start, mvc_ramp=mvc_ramp, **train_kwargs
-        )
+        adapted.train(max_epochs=max_epochs, mvc_start=mvc_start, mvc_ramp=mvc_ramp, **train_kwargs)
         return adapted
