@@ -299,10 +299,11 @@ def transfer_labels(
         query.obs[unc_key] = uncertainty
     n_unknown = int((predicted == UNKNOWN).sum())
     logger.info(
-        "Transferred %s to %d cells from %d reference cells (%d unknown).",
+        "Transferred %s to %d cells from %d reference cells (%d unknown, %.1f%%).",
         label_key,
         len(z_query),
         len(z_ref),
         n_unknown,
+        100 * n_unknown / max(len(z_query), 1),
     )
     return result

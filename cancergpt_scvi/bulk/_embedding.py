@@ -259,4 +259,8 @@ def embed_bulk(
     )
     if setup.get("layer") is not None:
         pseudo.layers[setup["layer"]] = pseudo.X
-    return model.get_latent_representation(pseudo, batch_size=batch_size, progress_bar=progress_bar)
+    # the pseudo-cells hold the chosen genes only, on purpose: no share of the model's genes
+    # to report
+    return model.get_latent_representation(
+        pseudo, batch_size=batch_size, progress_bar=progress_bar, check_genes=False
+    )

@@ -86,7 +86,14 @@ class CancerGPTModel(
     **module_kwargs
         Overrides of the preset and other :class:`~cancergpt_scvi.module.CancerGPTModule`
         arguments (``embed_dim``, ``n_layers``, ``mask_ratio``, ``gene_selection``,
-        ``condition_decoders``...).
+        ``condition_decoders``...). ``domain_sizes`` is set by :meth:`load`: the categories
+        of each adversarial covariate the saved module was built with.
+
+    Notes
+    -----
+    A batch or technology covariate gets a discriminator and a decoder domain table when at
+    least 2 of its categories are in use in ``adata``; unused categories of a categorical
+    ``obs`` column are not counted.
 
     Examples
     --------
@@ -115,6 +122,8 @@ class CancerGPTModel(
         **module_kwargs,
     ):
         super().__init__(adata, registry)
+        # the sizes a saved module was built with, given back by load (see _domain_sizes)
+        recorded_domains = module_kwargs.pop("domain_sizes", None)
         if gene_embedding_init not in ("pca", "random"):
             raise ValueError(
                 f"gene_embedding_init must be 'pca' or 'random', got {gene_embedding_init!r}."
@@ -149,11 +158,7 @@ class CancerGPTModel(
         #: Gene symbols of the registered columns: the model's input gene space.
         self.input_genes_ = symbols
 
-        n_domains = {
-            name: self.summary_stats[f"n_{key}"]
-            for name, key in DOMAIN_KEYS.items()
-            if f"n_{key}" in self.summary_stats
-        }
+        n_domains = self._domain_sizes(recorded_domains, fresh=registry is None)
         # discriminators are told the tissue (patients are nested in tissues), see the module
         n_tissues = int(self.summary_stats.get(f"n_{TISSUE_KEY}", 1))
         config = {**PRESETS[preset], "n_conditions": n_tissues, **module_kwargs}
@@ -187,6 +192,36 @@ class CancerGPTModel(
         )
         vocab = vocab.to_dict()  # stored as a plain mapping in init_params_
         self.init_params_ = self._get_init_params(locals())
+        # scvi-tools' load passes every entry of init_params_["kwargs"] back to __init__; kept
+        # out of module_kwargs, which adapt() reuses for other cells with their own categories
+        self.init_params_["kwargs"]["saved_module"] = {"domain_sizes": n_domains}
+
+    def _domain_sizes(self, recorded: Mapping[str, int] | None, fresh: bool) -> dict[str, int]:
+        """Categories of each adversarial covariate (batch, technology) to build the module with.
+
+        A covariate with fewer than 2 categories in use in the registered data gets that count (no
+        discriminator, no decoder domain table): unused categories of a categorical ``obs``
+        column (``["p0"]`` with categories ``["p0", "ghost"]``) are not a domain to remove.
+        Otherwise the registered categories are counted, so that every category code has a
+        place. A loaded model is built as it was saved: with ``recorded`` sizes, or the
+        registry's category counts for models saved before sizes were recorded.
+        """
+        if recorded is not None:
+            return {name: int(n) for name, n in recorded.items()}
+        sizes = {
+            name: int(self.summary_stats[f"n_{key}"])
+            for name, key in DOMAIN_KEYS.items()
+            if f"n_{key}" in self.summary_stats
+        }
+        if not fresh or self.adata is None:
+            return sizes
+        for name in sizes:
+            codes = np.asarray(self.adata_manager.get_from_registry(DOMAIN_KEYS[name]))
+            in_use = len(np.unique(codes))
+            # with 2 or more in use, unused categories keep their codes and so their places
+            if in_use < 2:
+                sizes[name] = in_use
+        return sizes
 
     # -- data registration ------------------------------------------------------------------
     @classmethod
@@ -349,8 +384,8 @@ class CancerGPTModel(
         if lonely and adversarial_weight > 0:
             named = [f"{name}_key={setup[name + '_key']!r}" for name in lonely]
             warnings.warn(
-                f"{listing(named)}: one category only, so no discriminator and nothing to "
-                "remove for it (the adversarial loss covers the other covariates).",
+                f"{listing(named)}: one category only in use, so no discriminator and nothing "
+                "to remove for it (the adversarial loss covers the other covariates).",
                 UserWarning,
                 stacklevel=2,
             )

@@ -13,7 +13,7 @@ from scvi.utils import track
 from cancergpt_scvi._constants import X_KEY
 from cancergpt_scvi.data import BinningMode, cell_indices, check_expression_values
 
-from ._gene_alignment import align_genes, aligned_batches, genes_in_order
+from ._gene_alignment import align_genes, aligned_batches, genes_in_order, report_gene_share
 from ._precision import Precision, embedding_autocast
 
 
@@ -54,6 +54,7 @@ class CellEmbeddingMixin:
         precision: Precision = "fp32",
         seed: int | None = None,
         chunk_size: int = 10_000,
+        check_genes: bool = True,
     ) -> np.ndarray:
         """Cell embeddings: the L2-normalised ``<cls>`` output, ``(n_obs, embed_dim)`` float32.
 
@@ -65,7 +66,8 @@ class CellEmbeddingMixin:
         ----------
         adata
             Cells to embed; default: the registered AnnData. Another AnnData may have its genes
-            in another order or only some of them (matched by symbol); it needs no setup.
+            in another order or only some of them (matched by symbol; see ``check_genes``); it
+            needs no setup.
         indices
             Cells of ``adata`` to embed.
         batch_size
@@ -84,6 +86,17 @@ class CellEmbeddingMixin:
             generator, e.g. set by ``scvi.settings.seed``).
         chunk_size
             Cells of a foreign AnnData read and aligned at a time.
+        check_genes
+            Report the share of the model's token genes that ``adata`` holds: a warning below
+            90% (``GENE_SHARE_WARNING``), a ValueError below 10% (``MIN_GENE_SHARE``). Pass
+            ``False`` only for data that hold a chosen subset of the genes on purpose (such as
+            :func:`~cancergpt_scvi.bulk.embed_bulk`'s pseudo-cells).
+
+        Raises
+        ------
+        ValueError
+            ``adata`` holds none or less than 10% of the model's token genes (with
+            ``check_genes``), or negative or non-finite expression.
         """
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
@@ -112,22 +125,39 @@ class CellEmbeddingMixin:
         # subsetting or loading onto other data); otherwise genes are matched by symbol
         foreign = source is not self.adata or not self.registered_genes_match()
         adata = source
+        setup = self.registry_["setup_args"]
+        alignment = None
+        if foreign:  # matched before the first batch, so a refusal comes before any work
+            alignment = align_genes(
+                adata,
+                self.input_genes_,
+                self.module.gene_ids,
+                self.vocab.pad_id,
+                setup["layer"],
+                setup["gene_symbols_key"],
+            )
+            if check_genes:
+                where = (
+                    "var_names"
+                    if setup["gene_symbols_key"] is None
+                    else f"adata.var[{setup['gene_symbols_key']!r}]"
+                )
+                report_gene_share(
+                    alignment.n_found,
+                    alignment.n_tokens,
+                    f"adata holds {alignment.n_found} of the model's {alignment.n_tokens} "
+                    "token genes",
+                    f"Genes are matched by symbol in {where}: name them as the model does "
+                    "(model.input_genes_), or embed data that measure the model's genes.",
+                    stacklevel=3,  # past torch's inference_mode wrapper, at the caller
+                )
         sizes = [min(chunk_size, n_cells - s) for s in range(0, n_cells, chunk_size)]
         n_batches = (
             sum(-(-n // batch_size) for n in sizes) if foreign else -(-n_cells // batch_size)
         )
 
         def batches():
-            if foreign:
-                setup = self.registry_["setup_args"]
-                alignment = align_genes(
-                    adata,
-                    self.input_genes_,
-                    self.module.gene_ids,
-                    self.vocab.pad_id,
-                    setup["layer"],
-                    setup["gene_symbols_key"],
-                )
+            if alignment is not None:
                 yield from aligned_batches(
                     adata, alignment, setup["layer"], indices, chunk_size, batch_size
                 )

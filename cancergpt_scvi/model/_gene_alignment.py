@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -20,6 +21,13 @@ from cancergpt_scvi.data import (
 
 logger = logging.getLogger(__name__)
 
+#: Below this share of the genes a model reads, embedding warns: the cells are then told by
+#: fewer genes than the model was trained on, and their neighbours change with the share.
+GENE_SHARE_WARNING = 0.9
+#: Below this share, embedding is refused: so few of the model's genes describe too little of
+#: a cell to place it among others (a gene naming mismatch is the usual cause).
+MIN_GENE_SHARE = 0.1
+
 
 class GeneAlignment(NamedTuple):
     """Where the genes of an AnnData sit among a model's input genes."""
@@ -30,6 +38,66 @@ class GeneAlignment(NamedTuple):
     dst: np.ndarray
     #: Token id of every input gene, the pad id for those the AnnData lacks (absent tokens).
     gene_ids: torch.Tensor
+    #: Token genes of the model that the AnnData holds.
+    n_found: int
+    #: Token genes of the model (input genes that can become tokens).
+    n_tokens: int
+
+
+def percent(n: int, total: int) -> str:
+    """``n / total`` as a percentage rounded down to 0.1, so that only all of it reads 100%."""
+    tenths = n * 1000 // total
+    if tenths == 0 and n > 0:
+        return "<0.1%"
+    return f"{tenths // 10}%" if tenths % 10 == 0 else f"{tenths / 10:.1f}%"
+
+
+def report_gene_share(
+    n_found: int, n_model: int, found: str, advice: str, stacklevel: int = 2
+) -> None:
+    """Warn or refuse when data hold too small a share of the genes a model reads.
+
+    Below :data:`MIN_GENE_SHARE` of ``n_model`` a ValueError; below
+    :data:`GENE_SHARE_WARNING` a UserWarning; otherwise, when genes are missing, an INFO log.
+    Messages start with ``found`` followed by the share, e.g. ``"adata holds 100 of the
+    model's 200 token genes"`` gives ``"adata holds 100 of the model's 200 token genes (50%)"``.
+
+    Parameters
+    ----------
+    n_found, n_model
+        Genes found in the data, and genes the model reads.
+    found
+        What was found, as a sentence opening (see above).
+    advice
+        What to do, as one or more sentences.
+    stacklevel
+        Of the warning, counted from the caller as by :func:`warnings.warn`: 2 points at the
+        line that called the caller.
+
+    Raises
+    ------
+    ValueError
+        Fewer than :data:`MIN_GENE_SHARE` of ``n_model`` genes found.
+    """
+    if n_found >= n_model:
+        return
+    share = n_found / n_model
+    head = f"{found} ({percent(n_found, n_model)})"
+    if share < MIN_GENE_SHARE:
+        raise ValueError(
+            f"{head}: below the floor of {MIN_GENE_SHARE:.0%}, too few of the genes the model "
+            f"reads to embed the cells. {advice}"
+        )
+    if share < GENE_SHARE_WARNING:
+        warnings.warn(
+            f"{head}: the missing genes are left out of the token sequences, so the "
+            "embeddings rest on fewer genes than the model reads and are less reliable "
+            f"(nearest neighbours change). {advice}",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+    else:
+        logger.info("%s; the others are left out of the token sequences.", head)
 
 
 def genes_in_order(
@@ -69,7 +137,9 @@ def align_genes(
     ------
     ValueError
         Negative or non-finite expression, symbols repeated among the model's genes, or no
-        token gene of the model in ``adata``.
+        token gene of the model in ``adata``. How many token genes were found (a share below
+        :data:`MIN_GENE_SHARE` included) is for the caller to report,
+        with :func:`report_gene_share`.
     """
     check_expression(adata, layer)
     symbols = gene_symbols(adata, gene_symbols_key)
@@ -88,13 +158,6 @@ def align_genes(
             "gene_symbols_key."
         )
     n_tokens = int((gene_ids != pad_id).sum())
-    if n_found < n_tokens:
-        logger.info(
-            "%d of the model's %d token genes are in this AnnData; the others are left out "
-            "of the token sequences.",
-            n_found,
-            n_tokens,
-        )
     present = np.zeros(len(input_genes), dtype=bool)
     present[dst] = True
     aligned_ids = torch.where(
@@ -102,7 +165,7 @@ def align_genes(
         gene_ids,
         torch.full_like(gene_ids, pad_id),
     )
-    return GeneAlignment(src, dst, aligned_ids)
+    return GeneAlignment(src, dst, aligned_ids, n_found, n_tokens)
 
 
 def aligned_batches(
@@ -120,7 +183,7 @@ def aligned_batches(
     contiguous, so backed data is read block by block) and come out in the order of
     ``indices`` (default: every cell).
     """
-    src, dst, gene_ids = alignment
+    src, dst, gene_ids = alignment.src, alignment.dst, alignment.gene_ids
     select = sparse.csr_matrix(
         (np.ones(len(src), dtype=np.float32), (src, dst)),
         shape=(adata.n_vars, len(gene_ids)),

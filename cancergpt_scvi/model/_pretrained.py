@@ -18,6 +18,8 @@ from cancergpt_scvi.release import (
     release_token_genes,
 )
 
+from ._gene_alignment import MIN_GENE_SHARE, percent, report_gene_share
+
 
 class PretrainedWeightsMixin:
     """:meth:`load_pretrained` of :class:`~cancergpt_scvi.model.CancerGPTModel`."""
@@ -42,6 +44,11 @@ class PretrainedWeightsMixin:
         followed by those genes with each cell's values binned by its own quantiles; the
         ``<cls>`` output, L2-normalised. ``adata`` is registered (scvi-tools adds its
         ``_scvi_*`` columns) but otherwise left as it is, with all its genes.
+
+        The release reads ``max_seq_len - 1`` gene tokens per cell; the share of them that
+        ``adata``'s genes fill is on the model's summary (``print(model)``), warned about
+        below 90% and refused below 10% (as for
+        :meth:`get_latent_representation` on other data).
 
         The weights live in an ordinary :class:`~cancergpt_scvi.model.CancerGPTModel`: it can
         be saved with :meth:`save`, reloaded with :meth:`load` and fine-tuned with
@@ -74,8 +81,9 @@ class PretrainedWeightsMixin:
         ReleaseCheckpointError
             Missing or misshapen encoder weights, or an invalid ``args.json``.
         ValueError
-            None of ``adata``'s genes is in the vocabulary, or none of them varies across the
-            cells (e.g. fewer than 2 cells).
+            None of ``adata``'s genes is in the vocabulary, too few to fill 10% of the
+            release's gene tokens, or none of them varies across the cells (e.g. fewer than 2
+            cells).
         """
         if binning not in ("release", "deterministic"):
             raise ValueError(f"binning must be 'release' or 'deterministic', got {binning!r}.")
@@ -85,16 +93,36 @@ class PretrainedWeightsMixin:
         vocab = checkpoint.vocab
         config = checkpoint.module_kwargs
         ids = vocab.match(adata, gene_symbols_key, min_genes=1)
+        n_slots, n_in_vocab = config["max_seq_len"] - 1, int((ids >= 0).sum())
+        where = "var_names" if gene_symbols_key is None else f"adata.var[{gene_symbols_key!r}]"
+        advice = (
+            f"{n_in_vocab} of adata's {adata.n_vars} genes are in the release vocabulary. "
+            f"Genes are matched by symbol in {where}: pass gene_symbols_key= the var column "
+            "of symbols when var_names are other identifiers, or use data that measure more "
+            "genes."
+        )
+        if n_in_vocab / n_slots < MIN_GENE_SHARE:
+            # refused here, before the highly-variable-gene choice would blame these few
+            # genes for not varying
+            report_gene_share(
+                n_in_vocab,
+                n_slots,
+                f"adata's genes fill only {n_in_vocab} of the release's {n_slots} gene tokens "
+                "per cell",
+                advice,
+            )
         cls.setup_anndata(
             adata, layer=layer, batch_key=batch_key, gene_symbols_key=gene_symbols_key
         )
         chosen = release_token_genes(
             adata,
             np.flatnonzero(ids >= 0),
-            config["max_seq_len"] - 1,
+            n_slots,
             batch_key=batch_key,
             layer=layer,
         )
+        filled = f"adata's genes fill {len(chosen)} of the release's {n_slots} gene tokens per cell"
+        report_gene_share(len(chosen), n_slots, filled, advice, stacklevel=2)
         model = cls(
             adata,
             vocab=vocab,
@@ -108,6 +136,7 @@ class PretrainedWeightsMixin:
             encoder_modules(model.module).load_state_dict(checkpoint.encoder_state, strict=True)
         except RuntimeError as err:
             raise ReleaseCheckpointError(f"Encoder weights not placed: {err}") from err
+        model._model_summary_string += f"; {filled} ({percent(len(chosen), n_slots)})"
         model.module.eval()
         model.is_trained_ = True
         model.pretrained_from_ = str(Path(model_dir).resolve())
