@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     The exit status: 0 on success, 2 when the input is refused (a one-line message goes to
-    stderr). Malformed arguments exit with status 2 through argparse (:class:`SystemExit`).
+    stderr), and for ``embed`` 130 on SIGINT (Ctrl-C) and 143 on SIGTERM, after removing the
+    unfinished output. Malformed arguments exit with status 2 through argparse
+    (:class:`SystemExit`).
     """
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         import matplotlib
 
         matplotlib.use("Agg")  # the demo writes PNGs and shows no window
-    from cancergpt_scvi.workflow import embed_file, run_demo
+    from cancergpt_scvi.workflow import Interrupted, embed_file, run_demo, stop_on_signals
 
     try:
         if args.command == "demo":
@@ -108,16 +110,24 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in paths.items():
                 print(f"{name}: {path}")
         else:
-            embed_file(
-                args.input,
-                args.model,
-                args.out,
-                args.key,
-                args.batch_size,
-                args.overwrite,
-                args.layer,
-            )
+            with stop_on_signals():
+                embed_file(
+                    args.input,
+                    args.model,
+                    args.out,
+                    args.key,
+                    args.batch_size,
+                    args.overwrite,
+                    args.layer,
+                )
             print(f"wrote {args.out}")
+    except Interrupted as err:
+        if err.written is None:
+            outcome = f"{args.out} was not written and no temporary file is left"
+        else:
+            outcome = f"{err.written} was already written in full"
+        print(f"cancergpt-scvi {args.command}: stopped by {err}; {outcome}.", file=sys.stderr)
+        return err.exit_status
     except _REFUSALS as err:
         # str(KeyError) quotes its message; the CLI prints it as it reads
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

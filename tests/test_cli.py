@@ -1,9 +1,12 @@
+import errno
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -12,6 +15,7 @@ import pytest
 
 from cancergpt_scvi.cli import main
 from cancergpt_scvi.workflow import embed_file
+from cancergpt_scvi.workflow._atomic_output import temporary_name, write_atomically
 from tests.conftest import TINY
 
 
@@ -230,7 +234,7 @@ def test_embed_killed_while_writing_leaves_nothing_a_later_run_keeps(saved, tmp_
     stranded = [p.name for p in tmp_path.iterdir()]
     assert not out.exists() and len(stranded) == 1 and stranded[0].startswith(".out.h5ad.")
     # files of a live writer and files that are not temporaries of ours are left alone
-    live = tmp_path / f".out.h5ad.{os.getpid()}-0123abcd.partial"
+    live = temporary_name(out, pid=os.getpid())
     live.write_bytes(b"being written")
     other = tmp_path / ".out.h5ad.notes.partial"
     other.write_bytes(b"the user's")
@@ -251,3 +255,150 @@ def test_embed_failure_while_writing_leaves_no_file(saved, tmp_path, monkeypatch
     with pytest.raises(OSError, match="No space left"):
         embed_file(saved / "in.h5ad", saved / "model", out)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("key", ["a/b", "a/", "."])
+def test_embed_refuses_a_key_an_h5ad_cannot_store(saved, tmp_path, capsys, key):
+    # "a/b" used to be written with exit 0 into a file anndata cannot read; "a/" read back as "a"
+    assert _embed(saved, tmp_path / "out.h5ad", "--key", key) == 2
+    err = _refusal(capsys)
+    assert f"obsm key {key!r} cannot be stored" in err and "--key" in err
+    assert not list(tmp_path.iterdir())
+
+
+def _run_embed_script(saved, out: Path, patch: str, log: Path) -> subprocess.Popen:
+    """Start ``cancergpt-scvi embed`` in a new Python with ``AnnData.write_h5ad`` patched."""
+    script = textwrap.dedent(patch) + textwrap.dedent(
+        f"""
+        import sys
+        from cancergpt_scvi.cli import main
+
+        sys.exit(main(["embed", {str(saved / "in.h5ad")!r}, "--model",
+                       {str(saved / "model")!r}, "--out", {str(out)!r}]))
+        """
+    )
+    with open(log, "wb") as stderr:  # a file, not a pipe: a full pipe would block the run
+        return subprocess.Popen([sys.executable, "-c", script], stderr=stderr)
+
+
+def test_two_concurrent_embeds_to_one_output_publish_exactly_one(saved, tmp_path):
+    barrier, folder = tmp_path / "barrier", tmp_path / "out"
+    barrier.mkdir()
+    folder.mkdir()
+    out = folder / "out.h5ad"
+    # both runs pass the early "exists" check, then wait for each other before writing
+    wait_for_the_other = f"""
+        import os, time, anndata
+        from pathlib import Path
+
+        write = anndata.AnnData.write_h5ad
+
+        def write_with_the_other_run(self, path, **kwargs):
+            barrier = Path({str(barrier)!r})
+            (barrier / str(os.getpid())).touch()
+            deadline = time.monotonic() + 120
+            while len(list(barrier.iterdir())) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            write(self, path, **kwargs)
+
+        anndata.AnnData.write_h5ad = write_with_the_other_run
+        """
+    logs = [tmp_path / f"run{i}.log" for i in range(2)]
+    runs = [_run_embed_script(saved, out, wait_for_the_other, log) for log in logs]
+    results = [
+        (run.wait(timeout=300), log.read_text()) for run, log in zip(runs, logs, strict=True)
+    ]
+    assert len(list(barrier.iterdir())) == 2, results  # both got past the early check
+    assert sorted(code for code, _ in results) == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    assert f"{out} exists: another run wrote it" in loser and "Traceback" not in loser
+    assert [p.name for p in folder.iterdir()] == [out.name]  # no temporary is left
+    assert ad.read_h5ad(out).obsm["X_cancergpt"].shape == (40, TINY["embed_dim"])
+
+
+@pytest.mark.parametrize("link_fails", [False, True], ids=["hard-link", "no-hard-links"])
+def test_publishing_never_replaces_an_output_without_overwrite(tmp_path, monkeypatch, link_fails):
+    if link_fails:  # e.g. FAT or some network shares
+
+        def no_link(src, dst, **kwargs):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    out = tmp_path / "out.h5ad"
+    write_atomically(lambda path: path.write_bytes(b"first"), out, overwrite=False)
+    assert out.read_bytes() == b"first"
+    with pytest.raises(FileExistsError, match="another run wrote it"):
+        write_atomically(lambda path: path.write_bytes(b"second"), out, overwrite=False)
+    assert out.read_bytes() == b"first"
+    write_atomically(lambda path: path.write_bytes(b"third"), out, overwrite=True)
+    assert out.read_bytes() == b"third"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_embed_stopped_by_a_signal_removes_its_temporary(saved, tmp_path):
+    # SIGTERM used to kill the run and leave its temporary; a Ctrl-C lost in a finaliser
+    # ("Exception ignored ... KeyboardInterrupt") used to let the run finish with exit 0
+    cases = {"SIGTERM": (signal.SIGTERM, 143, False), "SIGINT": (signal.SIGINT, 130, True)}
+    started = {}
+    for name, (_, _, swallow) in cases.items():
+        (tmp_path / name).mkdir()
+        marker = tmp_path / f"{name}.writing"
+        slow_write = f"""
+            import time, anndata
+            from pathlib import Path
+
+            write = anndata.AnnData.write_h5ad
+
+            def slow_write(self, path, **kwargs):
+                open(path, "wb").write(b"half an h5ad")
+                Path({str(marker)!r}).touch()
+                if {swallow}:
+                    try:
+                        time.sleep(120)
+                    except KeyboardInterrupt:
+                        pass  # as in a finaliser: the interrupt is lost and the write goes on
+                    write(self, path, **kwargs)
+                else:
+                    time.sleep(120)
+
+            anndata.AnnData.write_h5ad = slow_write
+            """
+        log = tmp_path / f"{name}.log"
+        run = _run_embed_script(saved, tmp_path / name / "out.h5ad", slow_write, log)
+        started[name] = (run, marker, log)
+    for name, (run, marker, log) in started.items():
+        deadline = time.monotonic() + 240
+        while not marker.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), log.read_text()[-2000:]
+        assert len(list((tmp_path / name).iterdir())) == 1  # the temporary, being written
+        run.send_signal(cases[name][0])
+    for name, (run, _, log) in started.items():
+        code, err = run.wait(timeout=120), log.read_text()
+        assert code == cases[name][1], err[-2000:]
+        assert f"stopped by {name}" in err and "was not written" in err and "Traceback" not in err
+        assert not list((tmp_path / name).iterdir())  # neither output nor temporary
+
+
+def test_embed_removes_the_temporaries_of_dead_writers_in_its_folder(saved, tmp_path):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its process id now names no process
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        dead = temporary_name(tmp_path / "earlier.h5ad", pid=finished.pid)
+        live = temporary_name(tmp_path / "running.h5ad", pid=running.pid)
+        ours = temporary_name(tmp_path / "mine.h5ad")  # this (live) process
+        # another machine's writer in a shared folder: alive or not cannot be told from here
+        remote = temporary_name(tmp_path / "remote.h5ad", pid=finished.pid, host="elsewhere")
+        remote_old = temporary_name(tmp_path / "remote_old.h5ad", host="elsewhere")
+        for tmp in (dead, live, ours, remote, remote_old):
+            tmp.write_bytes(b"part of an h5ad")
+        two_days_ago = time.time() - 2 * 24 * 3600
+        os.utime(remote_old, (two_days_ago, two_days_ago))
+
+        assert _embed(saved, tmp_path / "out.h5ad") == 0  # another output in the folder
+        left = {p.name for p in tmp_path.iterdir()}
+        assert left == {"out.h5ad", live.name, ours.name, remote.name}
+    finally:
+        running.kill()
+        running.wait()

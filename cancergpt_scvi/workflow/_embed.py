@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import pickle
-import re
-import secrets
-import time
 from pathlib import Path
 
 import anndata as ad
@@ -16,10 +11,9 @@ import pandas as pd
 
 from cancergpt_scvi.model import CancerGPTModel
 
-logger = logging.getLogger(__name__)
+from ._atomic_output import remove_stale_temporaries, write_atomically
 
-# A temporary whose writer is gone, or older than this, is a leftover of a killed run.
-_STALE_AFTER_S = 24 * 3600
+logger = logging.getLogger(__name__)
 
 
 def embed_file(
@@ -34,9 +28,11 @@ def embed_file(
     """Read an h5ad, embed its cells with a saved model, write the h5ad with ``obsm[key]``.
 
     The input needs only the genes (matched by symbol through the model's vocabulary). The
-    output is written to a hidden temporary file next to it and moved into place with
-    :func:`os.replace`, so ``out_path`` is never half-written; temporaries that a killed run
-    left behind are removed by the next run.
+    output is written to a hidden temporary file next to it and published in one step, so
+    ``out_path`` is never half-written: without ``overwrite`` by a hard link that fails if
+    ``out_path`` exists (of two runs to one output exactly one writes it, the other raises
+    :class:`FileExistsError`), with ``overwrite`` by :func:`os.replace`. Temporaries that dead
+    writers left in the output's folder are removed first.
 
     Parameters
     ----------
@@ -65,20 +61,21 @@ def embed_file(
     FileNotFoundError
         No input file, no ``model.pt`` in ``model_dir``, or no folder to write ``out_path`` in.
     FileExistsError
-        ``out_path`` exists and ``overwrite`` is ``False``.
+        ``out_path`` exists, or was written by another run meanwhile, and ``overwrite`` is
+        ``False``.
     IsADirectoryError
         ``out_path`` is a folder.
     ValueError
         The input is not a readable h5ad file, ``model.pt`` is not a readable model, the input
-        already has ``obsm[key]`` (without ``overwrite``), or an argument is invalid.
+        already has ``obsm[key]`` (without ``overwrite``), ``key`` cannot be stored in an
+        ``.h5ad`` file, or an argument is invalid.
     KeyError
         The expression layer is not in the input.
     """
     in_path, out_path, model_dir = Path(in_path), Path(out_path), Path(model_dir)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive number of cells, got {batch_size!r}.")
-    if not key:
-        raise ValueError("key must be a non-empty obsm key, e.g. 'X_cancergpt'.")
+    _check_obsm_key(key)
     if not in_path.is_file():
         raise FileNotFoundError(f"No input file at {in_path}.")
     if not (model_dir / "model.pt").is_file():
@@ -101,7 +98,7 @@ def embed_file(
         )
     if out_path.resolve() == in_path.resolve():
         raise ValueError("The output path must differ from the input path.")
-    _remove_stale_temporaries(out_path)
+    remove_stale_temporaries(out_path.parent)
 
     adata = _read_h5ad(in_path)
     if key in adata.obsm:
@@ -114,9 +111,23 @@ def embed_file(
     model = _load_model(model_dir)
     cells = _expression_view(adata, in_path, model, layer)
     adata.obsm[key] = model.get_latent_representation(cells, batch_size=batch_size)
-    _write_atomically(adata, out_path)
+    write_atomically(adata.write_h5ad, out_path, overwrite)
     logger.info("Wrote %s with obsm[%r] of shape %s.", out_path, key, adata.obsm[key].shape)
     return out_path
+
+
+def _check_obsm_key(key: str) -> None:
+    """Refuse an ``obsm`` key that an ``.h5ad`` file cannot store under its own name."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty obsm key, e.g. 'X_cancergpt'; got {key!r}.")
+    # obsm keys become HDF5 names: "/" splits them into groups ("a/b" is written, then
+    # unreadable; "a/" comes back as "a"), NUL ends them, "." names the obsm group itself
+    if "/" in key or "\0" in key or key == ".":
+        fixed = key.replace("/", "_").replace("\0", "") if key != "." else "X_cancergpt"
+        raise ValueError(
+            f"The obsm key {key!r} cannot be stored in an .h5ad file (a key may not contain "
+            f"'/' or a NUL character, nor be '.'); pass another key (--key), e.g. {fixed!r}."
+        )
 
 
 def _read_h5ad(path: Path) -> ad.AnnData:
@@ -165,50 +176,3 @@ def _expression_view(
     else:
         view.layers[expected] = matrix
     return view
-
-
-def _temporary_name(out_path: Path) -> Path:
-    """A hidden name next to ``out_path`` (same file system, so the move is atomic)."""
-    return out_path.with_name(f".{out_path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
-
-
-def _remove_stale_temporaries(out_path: Path) -> None:
-    """Delete temporaries of ``out_path`` whose writer was killed (e.g. ``kill -9``)."""
-    ours = re.compile(rf"\.{re.escape(out_path.name)}\.(\d+)-[0-9a-f]{{8}}\.partial")
-    for tmp in out_path.parent.glob(f".{glob.escape(out_path.name)}.*.partial"):
-        match = ours.fullmatch(tmp.name)
-        if match is None:
-            continue  # not a name _temporary_name makes: not ours to delete
-        try:
-            age = time.time() - tmp.stat().st_mtime
-        except OSError:
-            continue
-        if age > _STALE_AFTER_S or not _process_alive(int(match.group(1))):
-            logger.info("Removing %s, left behind by an interrupted run.", tmp)
-            tmp.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this machine (``True`` where that cannot be told)."""
-    if os.name != "posix":
-        return True  # os.kill would terminate it on Windows; the age limit applies instead
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _write_atomically(adata: ad.AnnData, out_path: Path) -> None:
-    """Write to a temporary next to ``out_path``, flush it to disk, then move it into place."""
-    tmp = _temporary_name(out_path)
-    try:
-        adata.write_h5ad(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
