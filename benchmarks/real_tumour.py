@@ -268,10 +268,7 @@ def head(ref, query, seed, embedding_key=None, encoder=None) -> tuple[np.ndarray
     CellStateModel.setup_anndata(cells, labels_key=LABEL, embedding_key=embedding_key)
     model = CellStateModel(cells, encoder=encoder)
     model.train(enable_progress_bar=False)
-    if embedding_key is None:
-        probs = model.predict(query, soft=True)
-    else:
-        probs = model.predict(query, soft=True)
+    probs = model.predict(query, soft=True)
     return probs.idxmax(axis=1).to_numpy(), 1.0 - probs.max(axis=1).to_numpy()
 
 
