@@ -4,6 +4,8 @@
 - the simulated pan-cancer atlas and the zero-shot protocols scored on it (``new_patients``,
   ``new_tissue``, ``subtle_states``), with the command-line options that size them;
 - the package's default pretraining recipe on those cells (as ``cancergpt-scvi demo``);
+- scANVI with scArches-style query mapping, the annotation baseline
+  (:func:`scanvi_query_mapping`);
 - Markdown tables, a process's peak resident memory and the machine's matrix-multiply rate.
 
 The scripts import this module by name (``from _common import ...``): Python puts the folder
@@ -22,6 +24,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scanpy as sc
 import scvi
 import torch
 
@@ -184,6 +187,51 @@ def pretrain(
     model = CancerGPTModel(cells, preset=preset)
     model.train(max_epochs=max_epochs, enable_progress_bar=False, **train_kwargs)
     return model
+
+
+# -- scANVI with query mapping -----------------------------------------------------------------
+def scanvi_query_mapping(
+    reference: ad.AnnData,
+    query: ad.AnnData,
+    batch_key: str,
+    label_key: str,
+    seed: int,
+    args,
+    n_top_genes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """scANVI on the reference's counts, the query mapped scArches-style: labels, uncertainty.
+
+    scVI (``args.scvi_epochs``), then scANVI (``args.scanvi_epochs``), on the reference (with
+    ``n_top_genes``: its highly variable genes, seurat_v3 on counts within ``batch_key``); the
+    query, its labels hidden, mapped with ``SCANVI.load_query_data`` and trained
+    ``args.query_epochs`` (weight decay 0); uncertainty = 1 - the largest probability.
+    """
+    scvi.settings.seed = seed
+    ref = reference.copy()
+    if n_top_genes:
+        sc.pp.highly_variable_genes(
+            ref, n_top_genes=n_top_genes, flavor="seurat_v3", batch_key=batch_key
+        )
+        ref = ref[:, ref.var["highly_variable"].to_numpy()].copy()
+    ref.obsm = {}
+    scvi.model.SCVI.setup_anndata(ref, batch_key=batch_key, labels_key=label_key)
+    vae = scvi.model.SCVI(ref)
+    vae.train(max_epochs=args.scvi_epochs, enable_progress_bar=False)
+    model = scvi.model.SCANVI.from_scvi_model(vae, unlabeled_category="Unknown")
+    model.train(max_epochs=args.scanvi_epochs, n_samples_per_label=100, enable_progress_bar=False)
+    q = query[:, ref.var_names].copy()
+    q.obsm = {}
+    q.obs[label_key] = "Unknown"  # the query's labels are not shown to scANVI
+    scvi.model.SCANVI.prepare_query_anndata(q, model)
+    mapped = scvi.model.SCANVI.load_query_data(q, model)
+    mapped.train(
+        max_epochs=args.query_epochs,
+        plan_kwargs={"weight_decay": 0.0},
+        check_val_every_n_epoch=None,
+        enable_progress_bar=False,
+    )
+    probs = mapped.predict(soft=True)
+    return probs.idxmax(axis=1).to_numpy(), 1.0 - probs.max(axis=1).to_numpy()
 
 
 # -- reporting and machine measurements --------------------------------------------------------

@@ -82,6 +82,7 @@ from _common import (
     add_atlas_arguments,
     parse_smoke,
     pretrain,
+    scanvi_query_mapping,
     setup_atlas,
     simulate_atlas,
     split_new_patients,
@@ -215,29 +216,6 @@ def ingest(reference, query) -> tuple[np.ndarray, np.ndarray]:
     knn = KNeighborsClassifier(n_neighbors=K).fit(ref.obsm["X_pca"], ref.obs[LABEL].astype(str))
     share = knn.predict_proba(projected)
     return knn.classes_[share.argmax(axis=1)], 1.0 - share.max(axis=1)
-
-
-def scanvi(reference, query, args, seed) -> tuple[np.ndarray, np.ndarray]:
-    """scANVI trained on the reference, the query mapped with scArches-style query mapping."""
-    scvi.settings.seed = seed
-    ref = reference.copy()
-    scvi.model.SCVI.setup_anndata(ref, batch_key="patient", labels_key=LABEL)
-    vae = scvi.model.SCVI(ref)
-    vae.train(max_epochs=args.scvi_epochs, enable_progress_bar=False)
-    model = scvi.model.SCANVI.from_scvi_model(vae, unlabeled_category="Unknown")
-    model.train(max_epochs=args.scanvi_epochs, n_samples_per_label=100, enable_progress_bar=False)
-    q = query.copy()
-    q.obs[LABEL] = "Unknown"  # the query's labels are not shown to scANVI
-    scvi.model.SCANVI.prepare_query_anndata(q, model)
-    mapped = scvi.model.SCANVI.load_query_data(q, model)
-    mapped.train(
-        max_epochs=args.query_epochs,
-        plan_kwargs={"weight_decay": 0.0},
-        check_val_every_n_epoch=None,
-        enable_progress_bar=False,
-    )
-    probs = mapped.predict(soft=True)
-    return probs.idxmax(axis=1).to_numpy(), 1.0 - probs.max(axis=1).to_numpy()
 
 
 def score(protocol, seed, predictions, query) -> list[dict]:
@@ -377,7 +355,9 @@ def main() -> None:
             predictions = cancergpt_methods(model, reference, query, args, seed)
             predictions[INGEST] = ingest(reference, query)
             t0 = time.perf_counter()
-            predictions[SCANVI] = scanvi(reference, query, args, seed)
+            predictions[SCANVI] = scanvi_query_mapping(
+                reference, query, "patient", LABEL, seed, args
+            )
             print(f"  scANVI: trained and mapped in {time.perf_counter() - t0:.0f} s", flush=True)
             seed_rows = score(protocol, seed, predictions, query)
             rows += seed_rows

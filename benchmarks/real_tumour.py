@@ -79,7 +79,7 @@ import pandas as pd
 import scanpy as sc
 import scvi
 import torch
-from _common import markdown_table, parse_smoke
+from _common import markdown_table, parse_smoke, scanvi_query_mapping
 from sklearn.neighbors import KNeighborsClassifier
 
 from cancergpt_scvi.annotation import UNKNOWN, CellStateModel, annotation_scores, transfer_labels
@@ -272,34 +272,6 @@ def head(ref, query, seed, embedding_key=None, encoder=None) -> tuple[np.ndarray
     return probs.idxmax(axis=1).to_numpy(), 1.0 - probs.max(axis=1).to_numpy()
 
 
-def scanvi(ref, query, seed, args) -> tuple[np.ndarray, np.ndarray]:
-    """scANVI on the reference's counts, the query mapped with scArches-style query mapping."""
-    scvi.settings.seed = seed
-    # scvi-tools' practice: the reference's 2,000 highly variable genes (seurat_v3 on counts)
-    r = ref.copy()
-    sc.pp.highly_variable_genes(r, n_top_genes=2000, flavor="seurat_v3", batch_key=BATCH)
-    r = r[:, r.var["highly_variable"].to_numpy()].copy()
-    r.obsm = {}
-    scvi.model.SCVI.setup_anndata(r, batch_key=BATCH, labels_key=LABEL)
-    vae = scvi.model.SCVI(r)
-    vae.train(max_epochs=args.scvi_epochs, enable_progress_bar=False)
-    model = scvi.model.SCANVI.from_scvi_model(vae, unlabeled_category="Unknown")
-    model.train(max_epochs=args.scanvi_epochs, n_samples_per_label=100, enable_progress_bar=False)
-    q = query[:, r.var_names].copy()
-    q.obsm = {}
-    q.obs[LABEL] = "Unknown"  # the query's labels are not shown to scANVI
-    scvi.model.SCANVI.prepare_query_anndata(q, model)
-    mapped = scvi.model.SCANVI.load_query_data(q, model)
-    mapped.train(
-        max_epochs=args.query_epochs,
-        plan_kwargs={"weight_decay": 0.0},
-        check_val_every_n_epoch=None,
-        enable_progress_bar=False,
-    )
-    probs = mapped.predict(soft=True)
-    return probs.idxmax(axis=1).to_numpy(), 1.0 - probs.max(axis=1).to_numpy()
-
-
 def label_transfer(ref, query, models, seed, args) -> dict[str, tuple]:
     out = {
         "transfer_labels CancerGPT": transfer(ref, query, PRETRAINED, BATCH),
@@ -315,7 +287,7 @@ def label_transfer(ref, query, models, seed, args) -> dict[str, tuple]:
     out["head CancerGPT (fine-tuned)"] = head(ref, query, seed, encoder=models[PRETRAINED])
     print(f"  heads in {time.perf_counter() - start:.0f} s", flush=True)
     start = time.perf_counter()
-    out["scANVI"] = scanvi(ref, query, seed, args)
+    out["scANVI"] = scanvi_query_mapping(ref, query, BATCH, LABEL, seed, args, n_top_genes=2000)
     print(f"  scANVI in {time.perf_counter() - start:.0f} s", flush=True)
     return out
 
