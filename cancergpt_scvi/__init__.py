@@ -26,6 +26,7 @@ _SUBPACKAGES = (
     "module",
     "nn",
     "plotting",
+    "pretrained",
     "release",
     "survival",
     "train",

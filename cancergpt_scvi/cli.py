@@ -50,9 +50,14 @@ def _parser() -> argparse.ArgumentParser:
         "--scvi-epochs", type=int, default=200, help="Training epochs of the scVI baseline."
     )
 
-    embed = sub.add_parser("embed", help="Embed an h5ad file with a saved model.")
+    embed = sub.add_parser("embed", help="Embed an h5ad file with a saved or published model.")
     embed.add_argument("input", help="Input .h5ad file.")
-    embed.add_argument("--model", required=True, help="Folder written by CancerGPTModel.save.")
+    embed.add_argument(
+        "--model",
+        required=True,
+        help="Folder written by CancerGPTModel.save, or the name of a published model "
+        "(cancergpt), downloaded into the cache ($CANCERGPT_SCVI_CACHE) on first use.",
+    )
     embed.add_argument("--out", required=True, help="Output .h5ad file.")
     embed.add_argument("--key", default="X_cancergpt", help="obsm key of the embedding.")
     embed.add_argument(
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         import matplotlib
 
         matplotlib.use("Agg")  # the demo writes PNGs and shows no window
+    from cancergpt_scvi.pretrained import ModelDownloadError
     from cancergpt_scvi.workflow import Interrupted, embed_file, run_demo, stop_on_signals
 
     try:
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome = f"{err.written} was already written in full"
         print(f"cancergpt-scvi {args.command}: stopped by {err}; {outcome}.", file=sys.stderr)
         return err.exit_status
-    except _REFUSALS as err:
+    except (*_REFUSALS, ModelDownloadError) as err:
         # str(KeyError) quotes its message; the CLI prints it as it reads
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         message = " ".join(str(message).split())  # one line

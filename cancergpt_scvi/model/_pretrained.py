@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import Self
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from cancergpt_scvi.data import BinningMode
+from cancergpt_scvi.pretrained import file_sha256, locate_pretrained
 from cancergpt_scvi.release import (
     ReleaseCheckpointError,
     encoder_modules,
@@ -37,6 +39,10 @@ class PretrainedWeightsMixin:
     ) -> Self:
         """Load the authors' published weights, set up on ``adata`` for zero-shot embedding.
 
+        ``model_dir`` is the release folder, or the name of a published model
+        (``"cancergpt"``, or one added with :func:`~cancergpt_scvi.pretrained.register_model`),
+        downloaded into the cache on first use and read from there afterwards, offline.
+
         The returned model's :meth:`get_latent_representation` follows the authors'
         procedure: the genes of ``adata`` found in the release vocabulary; among them the
         ``max_seq_len - 1`` highly variable genes by scanpy's ``cell_ranger`` flavour (within
@@ -48,7 +54,10 @@ class PretrainedWeightsMixin:
         The release reads ``max_seq_len - 1`` gene tokens per cell; the share of them that
         ``adata``'s genes fill is on the model's summary (``print(model)``), warned about
         below 90% and refused below 10% (as for
-        :meth:`get_latent_representation` on other data).
+        :meth:`get_latent_representation` on other data). The summary also names the weights
+        (name, address or folder, SHA-256 of ``model.pth``, layout) and the token rule;
+        ``model.pretrained_weights_`` holds the former
+        (:class:`~cancergpt_scvi.pretrained.PretrainedWeights`).
 
         The weights live in an ordinary :class:`~cancergpt_scvi.model.CancerGPTModel`: it can
         be saved with :meth:`save`, reloaded with :meth:`load` and fine-tuned with
@@ -57,7 +66,9 @@ class PretrainedWeightsMixin:
         Parameters
         ----------
         model_dir
-            The release folder: ``model.pth``, ``args.json``, ``vocab.json``.
+            The release folder (``model.pth``, ``args.json``, ``vocab.json``), or a registered
+            name (:func:`~cancergpt_scvi.pretrained.registered_models`); a path that exists
+            is taken as a folder.
         adata
             Cells x genes, expression as given to the authors' code (counts or normalised).
             May be opened with ``backed="r"``.
@@ -77,7 +88,10 @@ class PretrainedWeightsMixin:
         Raises
         ------
         FileNotFoundError
-            The folder or one of its files is missing.
+            The folder or one of its files is missing, or a string is neither a folder nor a
+            registered name.
+        ~cancergpt_scvi.pretrained.ModelDownloadError
+            A named model could not be downloaded, or its download is refused.
         ReleaseCheckpointError
             Missing or misshapen encoder weights, or an invalid ``args.json``.
         ValueError
@@ -89,6 +103,8 @@ class PretrainedWeightsMixin:
             raise ValueError(f"binning must be 'release' or 'deterministic', got {binning!r}.")
         if adata.n_obs == 0:
             raise ValueError("adata has no cells (n_obs == 0); pass an AnnData with cells.")
+        weights = locate_pretrained(model_dir)
+        model_dir = weights.folder
         checkpoint = read_release_checkpoint(model_dir)
         vocab = checkpoint.vocab
         config = checkpoint.module_kwargs
@@ -136,7 +152,16 @@ class PretrainedWeightsMixin:
             encoder_modules(model.module).load_state_dict(checkpoint.encoder_state, strict=True)
         except RuntimeError as err:
             raise ReleaseCheckpointError(f"Encoder weights not placed: {err}") from err
-        model._model_summary_string += f"; {filled} ({percent(len(chosen), n_slots)})"
+        weights = replace(weights, sha256=file_sha256(model_dir / weights.weights_file))
+        ties = "ties drawn at random, seed= fixes them" if binning == "release" else "ties centred"
+        within = "" if batch_key is None else f" within each {batch_key!r}"
+        model._model_summary_string += (
+            f"; {filled} ({percent(len(chosen), n_slots)})\n{weights.describe()}\n"
+            f"tokens (release rule): <cls>, then the {len(chosen)} highly variable vocabulary "
+            f"genes (scanpy cell_ranger{within}), values binned by each cell's quantiles into "
+            f"{config['n_bins']} bins ({binning!r}: {ties})"
+        )
+        model.pretrained_weights_ = weights
         model.module.eval()
         model.is_trained_ = True
         model.pretrained_from_ = str(Path(model_dir).resolve())

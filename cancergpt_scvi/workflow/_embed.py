@@ -10,6 +10,7 @@ import anndata as ad
 import pandas as pd
 
 from cancergpt_scvi.model import CancerGPTModel
+from cancergpt_scvi.pretrained import registered_models
 
 from ._atomic_output import remove_stale_temporaries, write_atomically
 
@@ -25,7 +26,7 @@ def embed_file(
     overwrite: bool = False,
     layer: str | None = None,
 ) -> Path:
-    """Read an h5ad, embed its cells with a saved model, write the h5ad with ``obsm[key]``.
+    """Read an h5ad, embed its cells with a saved or published model, write ``obsm[key]``.
 
     The input needs only the genes (matched by symbol through the model's vocabulary). The
     output is written to a hidden temporary file next to it and published in one step, so
@@ -39,7 +40,11 @@ def embed_file(
     in_path
         The ``.h5ad`` file of the cells to embed.
     model_dir
-        A folder written by :meth:`~cancergpt_scvi.model.CancerGPTModel.save`.
+        A folder written by :meth:`~cancergpt_scvi.model.CancerGPTModel.save`, or the name of
+        a published model (e.g. ``"cancergpt"``, see
+        :func:`~cancergpt_scvi.pretrained.registered_models`), loaded with
+        :meth:`~cancergpt_scvi.model.CancerGPTModel.load_pretrained` (downloaded into the
+        cache on first use).
     out_path
         The ``.h5ad`` file to write: the input with the embedding in ``obsm[key]``.
     key
@@ -50,7 +55,8 @@ def embed_file(
         Whether to replace an existing ``out_path`` and an existing ``obsm[key]`` of the input.
     layer
         Where the input holds the expression: a layer name, or ``"X"`` for ``adata.X``;
-        ``None``: where the model's training data held it (the layer it was set up with).
+        ``None``: where the model's training data held it (the layer it was set up with); for
+        a published model, ``adata.X``.
 
     Returns
     -------
@@ -72,15 +78,20 @@ def embed_file(
     KeyError
         The expression layer is not in the input.
     """
+    # a name of a published model, unless a path of that name exists
+    published = model_dir if isinstance(model_dir, str) and not Path(model_dir).exists() else None
+    if published not in registered_models():
+        published = None
     in_path, out_path, model_dir = Path(in_path), Path(out_path), Path(model_dir)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive number of cells, got {batch_size!r}.")
     _check_obsm_key(key)
     if not in_path.is_file():
         raise FileNotFoundError(f"No input file at {in_path}.")
-    if not (model_dir / "model.pt").is_file():
+    if published is None and not (model_dir / "model.pt").is_file():
         raise FileNotFoundError(
-            f"{model_dir} is not a saved CancerGPT model folder (no model.pt); save one with "
+            f"{model_dir} is not a saved CancerGPT model folder (no model.pt) nor the name of "
+            f"a published model ({', '.join(sorted(registered_models()))}); save one with "
             "CancerGPTModel.save(dir)."
         )
     if out_path.is_dir():
@@ -108,8 +119,11 @@ def embed_file(
                 "overwrite=True (--overwrite) to replace it."
             )
         logger.info("Replacing the input's obsm[%r].", key)
-    model = _load_model(model_dir)
-    cells = _expression_view(adata, in_path, model, layer)
+    if published is None:
+        model = _load_model(model_dir)
+        cells = _expression_view(adata, in_path, model, layer)
+    else:
+        model, cells = _load_published(published, adata, in_path, layer)
     adata.obsm[key] = model.get_latent_representation(cells, batch_size=batch_size)
     write_atomically(adata.write_h5ad, out_path, overwrite)
     logger.info("Wrote %s with obsm[%r] of shape %s.", out_path, key, adata.obsm[key].shape)
@@ -151,6 +165,22 @@ def _load_model(model_dir: Path) -> CancerGPTModel:
             f"{model_dir / 'model.pt'} is not a readable CancerGPT model "
             f"({type(err).__name__}: {err}); expected the folder CancerGPTModel.save(dir) wrote."
         ) from err
+
+
+def _load_published(
+    name: str, adata: ad.AnnData, in_path: Path, layer: str | None
+) -> tuple[CancerGPTModel, ad.AnnData]:
+    """A published model set up on the cells, which it reads from ``X`` or ``layer``."""
+    source = None if layer in (None, "X") else layer
+    if source is not None and source not in adata.layers:
+        raise KeyError(
+            f"{in_path} has no layer {source!r} (layers: {list(adata.layers)}); pass layer= "
+            "(--layer) the layer holding the expression, or 'X' for adata.X."
+        )
+    # registered on a view sharing the matrix, so the output gets no _scvi_* columns
+    cells = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names), var=adata.var)
+    cells.X = adata.X if source is None else adata.layers[source]
+    return CancerGPTModel.load_pretrained(name, cells), cells
 
 
 def _expression_view(
