@@ -7,6 +7,7 @@ from ._gene_symbols import gene_symbols
 from ._hvg import cell_ranger_hvg
 from ._indices import cell_indices
 from ._oversampling import oversampling_weights
+from ._sampled_tokens import sampled_tokens
 from ._thinning import thin_counts
 from ._tokenize import GeneSelection, TokenBatch, tokenize
 from ._validation import (
@@ -27,6 +28,7 @@ __all__ = [
     "cell_ranger_hvg",
     "oversampling_weights",
     "pca_gene_loadings",
+    "sampled_tokens",
     "thin_counts",
     "tokenize",
 ]

@@ -7,7 +7,9 @@ from typing import Literal
 
 import torch
 
-GeneSelection = Literal["fixed", "expressed"]
+#: ``"sampled"`` is scGPT's zero-shot rule, built by
+#: :func:`~cancergpt_scvi.data.sampled_tokens` rather than :func:`tokenize`.
+GeneSelection = Literal["fixed", "expressed", "sampled"]
 
 #: Value given to the ``<cls>`` position (the release's pad value).
 CLS_VALUE = -2.0

@@ -14,13 +14,17 @@ import torch
 from cancergpt_scvi.data import BinningMode
 from cancergpt_scvi.pretrained import file_sha256, locate_pretrained
 from cancergpt_scvi.release import (
+    CANCERGPT_LAYOUT,
+    SCGPT_LAYOUT,
     ReleaseCheckpointError,
+    checkpoint_layout,
     encoder_modules,
     read_release_checkpoint,
     release_token_genes,
 )
 
 from ._gene_alignment import MIN_GENE_SHARE, percent, report_gene_share
+from ._scgpt_pretrained import load_scgpt_pretrained
 
 
 class PretrainedWeightsMixin:
@@ -59,6 +63,15 @@ class PretrainedWeightsMixin:
         ``model.pretrained_weights_`` holds the former
         (:class:`~cancergpt_scvi.pretrained.PretrainedWeights`).
 
+        A folder of scGPT's layout (``best_model.pt`` instead of ``model.pth``) is loaded
+        into the same model and embedded by scGPT's zero-shot procedure instead: every gene
+        of ``adata`` found in its vocabulary; per cell, ``<cls>`` followed by the non-zero
+        genes in ``var`` order, binned by the cell's own quantiles, a random subset of
+        ``max_seq_len - 1`` of them when there are more (``seed=`` of
+        :meth:`get_latent_representation` fixes it); the ``<cls>`` output, L2-normalised.
+        Keys outside scGPT's encoder are named in a warning and not loaded. The layout read
+        is ``model.pretrained_layout_`` (``"CancerGPT"`` or ``"scGPT"``).
+
         The weights live in an ordinary :class:`~cancergpt_scvi.model.CancerGPTModel`: it can
         be saved with :meth:`save`, reloaded with :meth:`load` and fine-tuned with
         :meth:`train`.
@@ -66,9 +79,10 @@ class PretrainedWeightsMixin:
         Parameters
         ----------
         model_dir
-            The release folder (``model.pth``, ``args.json``, ``vocab.json``), or a registered
-            name (:func:`~cancergpt_scvi.pretrained.registered_models`); a path that exists
-            is taken as a folder.
+            The release folder (``model.pth``, ``args.json``, ``vocab.json``), an scGPT
+            folder (``best_model.pt``, ``args.json``, ``vocab.json``), or a registered name
+            (:func:`~cancergpt_scvi.pretrained.registered_models`); a path that exists is
+            taken as a folder.
         adata
             Cells x genes, expression as given to the authors' code (counts or normalised).
             May be opened with ``backed="r"``.
@@ -105,6 +119,10 @@ class PretrainedWeightsMixin:
             raise ValueError("adata has no cells (n_obs == 0); pass an AnnData with cells.")
         weights = locate_pretrained(model_dir)
         model_dir = weights.folder
+        if checkpoint_layout(model_dir) == SCGPT_LAYOUT:
+            return load_scgpt_pretrained(
+                cls, model_dir, adata, batch_key, layer, gene_symbols_key, binning, device
+            )
         checkpoint = read_release_checkpoint(model_dir)
         vocab = checkpoint.vocab
         config = checkpoint.module_kwargs
@@ -165,6 +183,7 @@ class PretrainedWeightsMixin:
         model.module.eval()
         model.is_trained_ = True
         model.pretrained_from_ = str(Path(model_dir).resolve())
+        model.pretrained_layout_ = CANCERGPT_LAYOUT
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to_device(device)

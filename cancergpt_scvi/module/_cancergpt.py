@@ -11,7 +11,14 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
 from cancergpt_scvi._constants import DOMAIN_KEYS, TISSUE_KEY
-from cancergpt_scvi.data import BinningMode, GeneSelection, TokenBatch, bin_expression, tokenize
+from cancergpt_scvi.data import (
+    BinningMode,
+    GeneSelection,
+    TokenBatch,
+    bin_expression,
+    sampled_tokens,
+    tokenize,
+)
 from cancergpt_scvi.nn import (
     ContinuousValueEncoder,
     DomainAdversary,
@@ -56,7 +63,10 @@ class CancerGPTModule(BaseModuleClass):
     max_seq_len
         Longest token sequence, ``<cls>`` included.
     gene_selection
-        ``"expressed"`` (each cell's expressed genes) or ``"fixed"`` (every input gene).
+        ``"expressed"`` (each cell's expressed genes), ``"fixed"`` (every input gene) or
+        ``"sampled"`` (scGPT's zero-shot rule: each cell's expressed genes, binned among
+        themselves, a random subset when more than ``max_seq_len - 1``, in eval mode too;
+        see :func:`~cancergpt_scvi.data.sampled_tokens`).
     mask_ratio
         Fraction of gene tokens masked for the masked-expression objective.
     eval_binning
@@ -140,6 +150,17 @@ class CancerGPTModule(BaseModuleClass):
         """
         gene_ids = self.gene_ids if gene_ids is None else gene_ids.to(x.device)
         binning = binning or (TRAIN_BINNING if self.training else self.eval_binning)
+        if self.gene_selection == "sampled":
+            return sampled_tokens(
+                x,
+                gene_ids,
+                self.cls_id,
+                self.pad_id,
+                self.max_seq_len,
+                self.n_bins,
+                binning,
+                generator,
+            )
         if self.gene_selection == "fixed":
             keep = torch.nonzero(gene_ids != self.pad_id).squeeze(-1)
             if keep.numel() < gene_ids.numel():
@@ -178,8 +199,10 @@ class CancerGPTModule(BaseModuleClass):
     ) -> torch.Tensor:
         """L2-normalised ``<cls>`` embedding of each cell (no masking, eval mode expected).
 
-        Genes are chosen deterministically (``random_genes=False``); ``binning`` defaults to
-        the mode's rule (``eval_binning`` in eval mode).
+        Genes are chosen deterministically (``random_genes=False``), except under
+        ``gene_selection="sampled"`` (a random subset of a cell with too many expressed genes,
+        drawn from ``generator``); ``binning`` defaults to the mode's rule (``eval_binning`` in
+        eval mode).
         """
         tokens = self.tokenize(x, gene_ids, binning=binning, generator=generator)
         return F.normalize(self.encode(tokens, cls_only=True)[:, 0].float(), dim=-1)

@@ -1,0 +1,93 @@
+"""scGPT's published weights, loaded into a CancerGPT model for scGPT's zero-shot embedding."""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anndata as ad
+import torch
+
+from cancergpt_scvi.data import BinningMode
+from cancergpt_scvi.release import (
+    SCGPT_LAYOUT,
+    ReleaseCheckpointError,
+    encoder_modules,
+    read_scgpt_checkpoint,
+)
+
+from ._gene_alignment import percent, report_gene_share
+
+if TYPE_CHECKING:
+    from ._cancergpt import CancerGPTModel
+
+
+def load_scgpt_pretrained(
+    cls: type[CancerGPTModel],
+    model_dir: str | PathLike,
+    adata: ad.AnnData,
+    batch_key: str | None = None,
+    layer: str | None = None,
+    gene_symbols_key: str | None = None,
+    binning: BinningMode = "release",
+    device: str | torch.device | None = None,
+    stacklevel: int = 2,
+) -> CancerGPTModel:
+    """A model with an scGPT folder's encoder, set up on ``adata`` for scGPT's zero-shot embedding.
+
+    What :meth:`~cancergpt_scvi.model.CancerGPTModel.load_pretrained` does with a folder of
+    scGPT's layout (``best_model.pt``). Every gene of ``adata`` found in the vocabulary is an
+    input gene; the module's ``gene_selection="sampled"`` builds each cell's tokens as scGPT's
+    ``get_batch_cell_embeddings`` does (:func:`~cancergpt_scvi.data.sampled_tokens`).
+
+    Parameters
+    ----------
+    cls
+        :class:`~cancergpt_scvi.model.CancerGPTModel`.
+    model_dir, adata, batch_key, layer, gene_symbols_key, binning, device
+        As for :meth:`~cancergpt_scvi.model.CancerGPTModel.load_pretrained`; ``batch_key`` is
+        registered but plays no part in scGPT's zero-shot embedding.
+    stacklevel
+        Of the warnings, counted from the caller as by :func:`warnings.warn`.
+    """
+    checkpoint = read_scgpt_checkpoint(model_dir, stacklevel=stacklevel + 1)
+    vocab = checkpoint.vocab
+    ids = vocab.match(adata, gene_symbols_key, min_genes=1)
+    n_in_vocab = int((ids >= 0).sum())
+    where = "var_names" if gene_symbols_key is None else f"adata.var[{gene_symbols_key!r}]"
+    found = f"{n_in_vocab} of adata's {adata.n_vars} genes are in the scGPT vocabulary"
+    report_gene_share(
+        n_in_vocab,
+        adata.n_vars,
+        found,
+        f"Genes are matched by name in {where}: pass gene_symbols_key= the var column of "
+        "symbols when var_names are other identifiers (scGPT's gene_col).",
+        stacklevel=stacklevel + 1,
+    )
+    cls.setup_anndata(adata, layer=layer, batch_key=batch_key, gene_symbols_key=gene_symbols_key)
+    model = cls(
+        adata,
+        vocab=vocab,
+        preset="release",
+        gene_selection="sampled",
+        eval_binning=binning,
+        # replaced by the checkpoint's weights at once: the PCA start would be wasted work
+        gene_embedding_init="random",
+        **checkpoint.module_kwargs,
+    )
+    try:  # strict: a drift of our module's names must not leave weights unplaced
+        encoder_modules(model.module).load_state_dict(checkpoint.encoder_state, strict=True)
+    except RuntimeError as err:
+        raise ReleaseCheckpointError(f"Encoder weights not placed: {err}") from err
+    model._model_summary_string += (
+        f"; {SCGPT_LAYOUT} checkpoint, {found} ({percent(n_in_vocab, adata.n_vars)})"
+    )
+    model.module.eval()
+    model.is_trained_ = True
+    model.pretrained_from_ = str(Path(model_dir).resolve())
+    model.pretrained_layout_ = SCGPT_LAYOUT
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to_device(device)
+    return model
