@@ -9,6 +9,7 @@ from typing import Self
 import anndata as ad
 import numpy as np
 import torch
+from mudata import MuData
 
 from cancergpt_scvi.data import BinningMode
 from cancergpt_scvi.release import (
@@ -19,6 +20,7 @@ from cancergpt_scvi.release import (
 )
 
 from ._gene_alignment import MIN_GENE_SHARE, percent, report_gene_share
+from ._mudata import RNA_MODALITY, rna_modality
 
 
 class PretrainedWeightsMixin:
@@ -28,12 +30,13 @@ class PretrainedWeightsMixin:
     def load_pretrained(
         cls,
         model_dir: str | PathLike,
-        adata: ad.AnnData,
+        adata: ad.AnnData | MuData,
         batch_key: str | None = None,
         layer: str | None = None,
         gene_symbols_key: str | None = None,
         binning: BinningMode = "release",
         device: str | torch.device | None = None,
+        modality: str = RNA_MODALITY,
     ) -> Self:
         """Load the authors' published weights, set up on ``adata`` for zero-shot embedding.
 
@@ -60,7 +63,10 @@ class PretrainedWeightsMixin:
             The release folder: ``model.pth``, ``args.json``, ``vocab.json``.
         adata
             Cells x genes, expression as given to the authors' code (counts or normalised).
-            May be opened with ``backed="r"``.
+            May be opened with ``backed="r"``. A MuData is registered with
+            :meth:`setup_mudata`, its expression and ``batch_key`` read from the modality
+            ``modality``; the embedding has one row per cell of the MuData (for
+            ``mdata.obsm``).
         batch_key
             ``obs`` column of batches for the highly-variable-gene selection.
         layer
@@ -73,11 +79,15 @@ class PretrainedWeightsMixin:
             ``"deterministic"``: a tied value gets the middle of its bins, so runs agree.
         device
             Where to put the model (default: CUDA when available, else CPU).
+        modality
+            The RNA modality of a MuData ``adata``.
 
         Raises
         ------
         FileNotFoundError
             The folder or one of its files is missing.
+        KeyError
+            A MuData has no modality ``modality`` (the message names the ones it has).
         ReleaseCheckpointError
             Missing or misshapen encoder weights, or an invalid ``args.json``.
         ValueError
@@ -87,6 +97,9 @@ class PretrainedWeightsMixin:
         """
         if binning not in ("release", "deterministic"):
             raise ValueError(f"binning must be 'release' or 'deterministic', got {binning!r}.")
+        data = adata  # what is registered; adata: the AnnData of its expression
+        if isinstance(data, MuData):
+            adata = rna_modality(data, modality)
         if adata.n_obs == 0:
             raise ValueError("adata has no cells (n_obs == 0); pass an AnnData with cells.")
         checkpoint = read_release_checkpoint(model_dir)
@@ -111,9 +124,18 @@ class PretrainedWeightsMixin:
                 "per cell",
                 advice,
             )
-        cls.setup_anndata(
-            adata, layer=layer, batch_key=batch_key, gene_symbols_key=gene_symbols_key
-        )
+        if isinstance(data, MuData):
+            cls.setup_mudata(
+                data,
+                rna_layer=layer,
+                batch_key=batch_key,
+                gene_symbols_key=gene_symbols_key,
+                modalities={"rna_layer": modality, "batch_key": modality},
+            )
+        else:
+            cls.setup_anndata(
+                adata, layer=layer, batch_key=batch_key, gene_symbols_key=gene_symbols_key
+            )
         chosen = release_token_genes(
             adata,
             np.flatnonzero(ids >= 0),
@@ -124,7 +146,7 @@ class PretrainedWeightsMixin:
         filled = f"adata's genes fill {len(chosen)} of the release's {n_slots} gene tokens per cell"
         report_gene_share(len(chosen), n_slots, filled, advice, stacklevel=2)
         model = cls(
-            adata,
+            data,
             vocab=vocab,
             preset="release",
             token_genes=[str(g) for g in adata.var_names[chosen]],
