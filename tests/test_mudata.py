@@ -112,10 +112,12 @@ def test_a_mudata_without_an_rna_modality_is_refused_naming_its_modalities(atlas
         CancerGPTModel.setup_mudata(mdata, batch_key="b", modalities={"batch_key": "atac"})
 
 
-def test_a_mudata_where_an_anndata_is_expected_points_to_setup_mudata(atlas):
+def test_a_mudata_where_an_anndata_is_expected_points_to_setup_mudata(atlas, trained_model):
     mdata = _mdata(atlas)
     with pytest.raises(TypeError, match=r"setup_anndata takes an AnnData.*setup_mudata\(mdata\)"):
         CancerGPTModel.setup_anndata(mdata)
+    with pytest.raises(TypeError, match=r"adapt takes an AnnData.*mdata.mod\['rna'\]"):
+        trained_model.adapt(mdata)
     with pytest.raises(TypeError, match=r"setup_mudata takes a MuData.*setup_anndata"):
         CancerGPTModel.setup_mudata(atlas.copy())
 
@@ -129,8 +131,13 @@ def test_setup_mudata_says_where_a_covariate_or_cell_is_missing(atlas):
         CancerGPTModel.setup_mudata(mdata, modalities={"layer": "rna"})
     # an RNA modality with only some of the cells cannot give one row per cell
     partial = MuData({"rna": atlas[:300].copy(), "prot": _protein(atlas)})
-    with pytest.raises(ValueError, match="holds 300 cells, 300 of the MuData's 400"):
+    with pytest.raises(ValueError, match="holds 300 cells, 300 of the MuData's 400") as err:
         CancerGPTModel.setup_mudata(partial)
+    # the advice given works
+    kept = partial[partial.mod["rna"].obs_names].copy()
+    assert "mdata[mdata.mod['rna'].obs_names].copy()" in str(err.value)
+    CancerGPTModel.setup_mudata(kept)
+    assert kept.n_obs == 300
 
 
 def test_load_pretrained_takes_a_mudata(tmp_path):

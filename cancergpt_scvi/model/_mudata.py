@@ -51,7 +51,7 @@ def rna_modality(mdata: MuData, modality: str = RNA_MODALITY) -> ad.AnnData:
             f"The MuData has no modality {modality!r} (its modalities: "
             f"{listing(list(mdata.mod)) or 'none'}). Name the one holding the gene expression: "
             "modalities={'rna_layer': name} in setup_mudata, modality=name in load_pretrained, "
-            "--modality name on the command line."
+            "--modality name on the command line; or embed mdata.mod[name] itself."
         )
     return _aligned(mdata, modality)
 
@@ -64,8 +64,8 @@ def _aligned(mdata: MuData, modality: str) -> ad.AnnData:
         raise ValueError(
             f"The modality {modality!r} holds {data.n_obs} cells, {n_shared} of the MuData's "
             f"{mdata.n_obs} cells, not all of them in its order; the model reads one row per "
-            "cell of the MuData from it. Keep the cells every modality has (mudata's "
-            "mu.pp.intersect_obs(mdata)) or embed the modality's AnnData alone."
+            f"cell of the MuData from it. Keep the modality's cells (mdata = "
+            f"mdata[mdata.mod[{modality!r}].obs_names].copy()) or embed its AnnData alone."
         )
     return data
 
