@@ -155,6 +155,8 @@ def test_load_pretrained_takes_a_mudata(tmp_path):
     np.testing.assert_allclose(mdata.obsm["X_cancergpt"], expected, atol=1e-6)
     with pytest.raises(KeyError, match="its modalities: gex, prot"):
         CancerGPTModel.load_pretrained(release, mdata)
+    with pytest.raises(ValueError, match="adata is not one"):
+        CancerGPTModel.load_pretrained(release, cells.copy(), modality="gex")
 
 
 def test_the_cli_embeds_an_h5mu_file_into_its_obsm(mudata_model, tmp_path, capsys):

@@ -93,13 +93,18 @@ class PretrainedWeightsMixin:
         ValueError
             None of ``adata``'s genes is in the vocabulary, too few to fill 10% of the
             release's gene tokens, or none of them varies across the cells (e.g. fewer than 2
-            cells).
+            cells); a MuData's modality does not hold its cells in order; ``modality`` is given
+            for an AnnData.
         """
         if binning not in ("release", "deterministic"):
             raise ValueError(f"binning must be 'release' or 'deterministic', got {binning!r}.")
         data = adata  # what is registered; adata: the AnnData of its expression
         if isinstance(data, MuData):
             adata = rna_modality(data, modality)
+        elif modality != RNA_MODALITY:
+            raise ValueError(
+                f"modality={modality!r} names a modality of a MuData; adata is not one."
+            )
         if adata.n_obs == 0:
             raise ValueError("adata has no cells (n_obs == 0); pass an AnnData with cells.")
         checkpoint = read_release_checkpoint(model_dir)
