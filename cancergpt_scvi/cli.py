@@ -50,21 +50,29 @@ def _parser() -> argparse.ArgumentParser:
         "--scvi-epochs", type=int, default=200, help="Training epochs of the scVI baseline."
     )
 
-    embed = sub.add_parser("embed", help="Embed an h5ad file with a saved or published model.")
-    embed.add_argument("input", help="Input .h5ad file.")
+    embed = sub.add_parser(
+        "embed", help="Embed an h5ad (or h5mu) file with a saved or published model."
+    )
+    embed.add_argument("input", help="Input .h5ad file, or .h5mu file (MuData).")
     embed.add_argument(
         "--model",
         required=True,
         help="Folder written by CancerGPTModel.save, or the name of a published model "
         "(cancergpt), downloaded into the cache ($CANCERGPT_SCVI_CACHE) on first use.",
     )
-    embed.add_argument("--out", required=True, help="Output .h5ad file.")
+    embed.add_argument("--out", required=True, help="Output .h5ad file (.h5mu for an .h5mu input).")
     embed.add_argument("--key", default="X_cancergpt", help="obsm key of the embedding.")
     embed.add_argument(
         "--layer",
         default=None,
         help="Layer of the input holding the expression, or X for adata.X (default: where the "
         "model's training data held it).",
+    )
+    embed.add_argument(
+        "--modality",
+        default=None,
+        help="RNA modality of an .h5mu input (default: the one the model was set up with, "
+        "else rna).",
     )
     embed.add_argument(
         "--batch-size", type=_positive_int, default=64, help="Cells per forward pass."
@@ -125,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.batch_size,
                     args.overwrite,
                     args.layer,
+                    args.modality,
                 )
             print(f"wrote {args.out}")
     except Interrupted as err:

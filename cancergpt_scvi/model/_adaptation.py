@@ -9,6 +9,8 @@ import torch
 
 from cancergpt_scvi.data import gene_symbols
 
+from ._mudata import expression_layer, refuse_mudata
+
 # parameters tied to the reference's own batch / technology categories: the query's are new
 _DOMAIN_SPECIFIC = ("adversary.", "decoder_domains.")
 
@@ -56,6 +58,7 @@ class QueryAdaptationMixin:
         The adapted model, whose :meth:`get_latent_representation` embeds the new cells (and
         any other cells with the same genes).
         """
+        refuse_mudata(adata, "adapt")
         setup = self.registry_["setup_args"]
         symbols = [str(g) for g in gene_symbols(adata, setup["gene_symbols_key"])]
         if symbols != list(self.input_genes_):
@@ -66,7 +69,7 @@ class QueryAdaptationMixin:
             )
         type(self).setup_anndata(
             adata,
-            layer=setup["layer"],
+            layer=expression_layer(setup),
             batch_key=batch_key,
             gene_symbols_key=setup["gene_symbols_key"],
         )

@@ -14,6 +14,7 @@ import numpy as np
 import scvi
 import torch
 from lightning.pytorch import LightningDataModule
+from mudata import MuData
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
@@ -35,6 +36,7 @@ from cancergpt_scvi.train import CancerGPTTrainingPlan, OversamplingDataSplitter
 
 from ._adaptation import QueryAdaptationMixin
 from ._embedding import CellEmbeddingMixin
+from ._mudata import MuDataSetupMixin, expression_layer, refuse_mudata
 from ._presets import PRESETS
 from ._pretrained import PretrainedWeightsMixin
 from ._saved_model import readable_saved_model, saved_model_weights
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 class CancerGPTModel(
     WholeFolderSaveMixin,
     CellEmbeddingMixin,
+    MuDataSetupMixin,
     QueryAdaptationMixin,
     PretrainedWeightsMixin,
     UnsupervisedTrainingMixin,
@@ -63,7 +66,8 @@ class CancerGPTModel(
     Parameters
     ----------
     adata
-        AnnData registered with :meth:`setup_anndata`.
+        AnnData registered with :meth:`setup_anndata`, or MuData registered with
+        :meth:`setup_mudata` (its RNA modality is read as the AnnData below).
     vocab
         Gene vocabulary (a :class:`~cancergpt_scvi.data.GeneVocab` or ``{token: id}``
         mapping). Default: built from the registered genes.
@@ -113,7 +117,7 @@ class CancerGPTModel(
 
     def __init__(
         self,
-        adata: ad.AnnData | None = None,
+        adata: ad.AnnData | MuData | None = None,
         vocab: GeneVocab | Mapping[str, int] | None = None,
         preset: Literal["cpu-small", "cpu-base", "release"] = "cpu-small",
         token_genes: Sequence[str] | None = None,
@@ -122,6 +126,7 @@ class CancerGPTModel(
         **module_kwargs,
     ):
         super().__init__(adata, registry)
+        adata = self._expression_adata(adata)  # a MuData's RNA modality: genes and expression
         # the sizes a saved module was built with, given back by load (see _domain_sizes)
         recorded_domains = module_kwargs.pop("domain_sizes", None)
         if gene_embedding_init not in ("pca", "random"):
@@ -180,7 +185,7 @@ class CancerGPTModel(
                 adata,
                 gene_ids,
                 vocab.pad_id,
-                layer=self.registry_["setup_args"]["layer"],
+                layer=expression_layer(self.registry_["setup_args"]),
                 groups=batch * (int(technology.max()) + 1) + technology,
                 seed=scvi.settings.seed,
             )
@@ -256,6 +261,7 @@ class CancerGPTModel(
             ``var`` column with gene symbols, when ``var_names`` are not symbols.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        refuse_mudata(adata, "setup_anndata", "CancerGPTModel.setup_mudata(mdata)")
         if adata.n_obs == 0:
             raise ValueError("adata has no cells (n_obs == 0); pass an AnnData with cells.")
         if adata.n_vars == 0:
@@ -435,12 +441,14 @@ class CancerGPTModel(
                 "the registered columns as they are: train on adata[:, genes] with the model's "
                 "genes in order (model.input_genes_), set up with setup_anndata."
             )
-        check_expression(self.adata, self.registry_["setup_args"]["layer"])
+        check_expression(
+            self._expression_adata(self.adata), expression_layer(self.registry_["setup_args"])
+        )
 
     # -- persistence ------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, dir_path: str | PathLike, adata: ad.AnnData | None = None, **kwargs
+        cls, dir_path: str | PathLike, adata: ad.AnnData | MuData | None = None, **kwargs
     ) -> CancerGPTModel:
         """Load a model saved with :meth:`save`, through scvi-tools' ``load``.
 
@@ -449,8 +457,8 @@ class CancerGPTModel(
         dir_path
             The folder :meth:`save` wrote (``model.pt``, ``vocab.json``).
         adata
-            AnnData to attach (set up like the training data); default: the one saved with the
-            model, if any.
+            AnnData or MuData to attach (set up like the training data, which it is registered
+            as); default: the one saved with the model, if any.
         **kwargs
             Other arguments of scvi-tools' ``load`` (``accelerator``, ``device``, ``prefix``).
 

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 import anndata as ad
 import numpy as np
 import torch
+from mudata import MuData
 from scvi.utils import track
 
 from cancergpt_scvi._constants import X_KEY
 from cancergpt_scvi.data import BinningMode, cell_indices, check_expression_values
 
 from ._gene_alignment import align_genes, aligned_batches, genes_in_order, report_gene_share
+from ._mudata import expression_layer
 from ._precision import Precision, embedding_autocast
 
 
@@ -41,12 +43,13 @@ class CellEmbeddingMixin:
         if self.adata is None:
             return False
         setup = self.registry_["setup_args"]
-        return genes_in_order(self.adata, setup["gene_symbols_key"], self.input_genes_)
+        cells = self._expression_adata(self.adata)
+        return genes_in_order(cells, setup["gene_symbols_key"], self.input_genes_)
 
     @torch.inference_mode()
     def get_latent_representation(
         self,
-        adata: ad.AnnData | None = None,
+        adata: ad.AnnData | MuData | None = None,
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
         binning: BinningMode | None = None,
@@ -67,7 +70,9 @@ class CellEmbeddingMixin:
         adata
             Cells to embed; default: the registered AnnData. Another AnnData may have its genes
             in another order or only some of them (matched by symbol; see ``check_genes``); it
-            needs no setup.
+            needs no setup. A MuData is read from its RNA modality (the one registered with
+            :meth:`setup_mudata`, else ``"rna"``), one row per cell of the MuData, for
+            ``mdata.obsm``.
         indices
             Cells of ``adata`` to embed.
         batch_size
@@ -96,7 +101,10 @@ class CellEmbeddingMixin:
         ------
         ValueError
             ``adata`` holds none or less than 10% of the model's token genes (with
-            ``check_genes``), or negative or non-finite expression.
+            ``check_genes``), or negative or non-finite expression; a MuData's RNA modality
+            does not hold its cells in order.
+        KeyError
+            A MuData has no RNA modality (the message names the modalities it has).
         """
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
@@ -109,6 +117,8 @@ class CellEmbeddingMixin:
             warnings.warn("The AnnData has no cells; returning an empty embedding.", stacklevel=2)
             return np.zeros((0, self.module.embed_dim), dtype=np.float32)
         source = self.adata if adata is None else adata
+        registered = source is self.adata
+        source = self._expression_adata(source)  # a MuData's RNA modality
         if source is None:
             raise ValueError("This model has no AnnData; pass adata with the cells to embed.")
         indices = cell_indices(indices, source.n_obs)
@@ -123,9 +133,10 @@ class CellEmbeddingMixin:
         # the registered data is read column by column as registered, which is only right
         # while its genes are the model's input genes in order (not after reordering, in-place
         # subsetting or loading onto other data); otherwise genes are matched by symbol
-        foreign = source is not self.adata or not self.registered_genes_match()
+        foreign = not registered or not self.registered_genes_match()
         adata = source
         setup = self.registry_["setup_args"]
+        layer = expression_layer(setup)
         alignment = None
         if foreign:  # matched before the first batch, so a refusal comes before any work
             alignment = align_genes(
@@ -133,7 +144,7 @@ class CellEmbeddingMixin:
                 self.input_genes_,
                 self.module.gene_ids,
                 self.vocab.pad_id,
-                setup["layer"],
+                layer,
                 setup["gene_symbols_key"],
             )
             if check_genes:
@@ -158,9 +169,7 @@ class CellEmbeddingMixin:
 
         def batches():
             if alignment is not None:
-                yield from aligned_batches(
-                    adata, alignment, setup["layer"], indices, chunk_size, batch_size
-                )
+                yield from aligned_batches(adata, alignment, layer, indices, chunk_size, batch_size)
                 return
             loader = self._make_data_loader(
                 adata=self._validate_anndata(None),

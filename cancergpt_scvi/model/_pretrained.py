@@ -10,6 +10,7 @@ from typing import Self
 import anndata as ad
 import numpy as np
 import torch
+from mudata import MuData
 
 from cancergpt_scvi.data import BinningMode
 from cancergpt_scvi.pretrained import file_sha256, locate_pretrained
@@ -24,6 +25,7 @@ from cancergpt_scvi.release import (
 )
 
 from ._gene_alignment import MIN_GENE_SHARE, percent, report_gene_share
+from ._mudata import RNA_MODALITY, rna_modality
 from ._scgpt_pretrained import load_scgpt_pretrained
 
 
@@ -34,12 +36,13 @@ class PretrainedWeightsMixin:
     def load_pretrained(
         cls,
         model_dir: str | PathLike,
-        adata: ad.AnnData,
+        adata: ad.AnnData | MuData,
         batch_key: str | None = None,
         layer: str | None = None,
         gene_symbols_key: str | None = None,
         binning: BinningMode = "release",
         device: str | torch.device | None = None,
+        modality: str = RNA_MODALITY,
     ) -> Self:
         """Load the authors' published weights, set up on ``adata`` for zero-shot embedding.
 
@@ -85,7 +88,10 @@ class PretrainedWeightsMixin:
             taken as a folder.
         adata
             Cells x genes, expression as given to the authors' code (counts or normalised).
-            May be opened with ``backed="r"``.
+            May be opened with ``backed="r"``. A MuData is registered with
+            :meth:`setup_mudata`, its expression and ``batch_key`` read from the modality
+            ``modality``; the embedding has one row per cell of the MuData (for
+            ``mdata.obsm``).
         batch_key
             ``obs`` column of batches for the highly-variable-gene selection.
         layer
@@ -98,6 +104,8 @@ class PretrainedWeightsMixin:
             ``"deterministic"``: a tied value gets the middle of its bins, so runs agree.
         device
             Where to put the model (default: CUDA when available, else CPU).
+        modality
+            The RNA modality of a MuData ``adata``.
 
         Raises
         ------
@@ -106,15 +114,25 @@ class PretrainedWeightsMixin:
             registered name.
         ~cancergpt_scvi.pretrained.ModelDownloadError
             A named model could not be downloaded, or its download is refused.
+        KeyError
+            A MuData has no modality ``modality`` (the message names the ones it has).
         ReleaseCheckpointError
             Missing or misshapen encoder weights, or an invalid ``args.json``.
         ValueError
             None of ``adata``'s genes is in the vocabulary, too few to fill 10% of the
             release's gene tokens, or none of them varies across the cells (e.g. fewer than 2
-            cells).
+            cells); a MuData's modality does not hold its cells in order; ``modality`` is given
+            for an AnnData.
         """
         if binning not in ("release", "deterministic"):
             raise ValueError(f"binning must be 'release' or 'deterministic', got {binning!r}.")
+        data = adata  # what is registered; adata: the AnnData of its expression
+        if isinstance(data, MuData):
+            adata = rna_modality(data, modality)
+        elif modality != RNA_MODALITY:
+            raise ValueError(
+                f"modality={modality!r} names a modality of a MuData; adata is not one."
+            )
         if adata.n_obs == 0:
             raise ValueError("adata has no cells (n_obs == 0); pass an AnnData with cells.")
         weights = locate_pretrained(model_dir)
@@ -145,9 +163,18 @@ class PretrainedWeightsMixin:
                 "per cell",
                 advice,
             )
-        cls.setup_anndata(
-            adata, layer=layer, batch_key=batch_key, gene_symbols_key=gene_symbols_key
-        )
+        if isinstance(data, MuData):
+            cls.setup_mudata(
+                data,
+                rna_layer=layer,
+                batch_key=batch_key,
+                gene_symbols_key=gene_symbols_key,
+                modalities={"rna_layer": modality, "batch_key": modality},
+            )
+        else:
+            cls.setup_anndata(
+                adata, layer=layer, batch_key=batch_key, gene_symbols_key=gene_symbols_key
+            )
         chosen = release_token_genes(
             adata,
             np.flatnonzero(ids >= 0),
@@ -158,7 +185,7 @@ class PretrainedWeightsMixin:
         filled = f"adata's genes fill {len(chosen)} of the release's {n_slots} gene tokens per cell"
         report_gene_share(len(chosen), n_slots, filled, advice, stacklevel=2)
         model = cls(
-            adata,
+            data,
             vocab=vocab,
             preset="release",
             token_genes=[str(g) for g in adata.var_names[chosen]],

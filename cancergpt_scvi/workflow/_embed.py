@@ -1,4 +1,4 @@
-"""Embed a user's h5ad file with a saved CancerGPT model."""
+"""Embed a user's h5ad or h5mu file with a saved CancerGPT model."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import anndata as ad
 import pandas as pd
 
 from cancergpt_scvi.model import CancerGPTModel
+from cancergpt_scvi.model._mudata import expression_layer
 from cancergpt_scvi.pretrained import registered_models
 
 from ._atomic_output import remove_stale_temporaries, write_atomically
+from ._mudata_input import check_output_format, is_h5mu, read_h5mu, rna_cells
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +27,12 @@ def embed_file(
     batch_size: int = 64,
     overwrite: bool = False,
     layer: str | None = None,
+    modality: str | None = None,
 ) -> Path:
     """Read an h5ad, embed its cells with a saved or published model, write ``obsm[key]``.
+
+    An ``.h5mu`` file (MuData) is read with mudata, its cells embedded from their RNA
+    modality, and written as ``.h5mu`` with the embedding in the MuData's ``obsm[key]``.
 
     The input needs only the genes (matched by symbol through the model's vocabulary). The
     output is written to a hidden temporary file next to it and published in one step, so
@@ -38,7 +44,7 @@ def embed_file(
     Parameters
     ----------
     in_path
-        The ``.h5ad`` file of the cells to embed.
+        The ``.h5ad`` (or ``.h5mu``) file of the cells to embed.
     model_dir
         A folder written by :meth:`~cancergpt_scvi.model.CancerGPTModel.save`, or the name of
         a published model (e.g. ``"cancergpt"``, see
@@ -46,7 +52,8 @@ def embed_file(
         :meth:`~cancergpt_scvi.model.CancerGPTModel.load_pretrained` (downloaded into the
         cache on first use).
     out_path
-        The ``.h5ad`` file to write: the input with the embedding in ``obsm[key]``.
+        The ``.h5ad`` (for an ``.h5mu`` input, ``.h5mu``) file to write: the input with the
+        embedding in ``obsm[key]``.
     key
         ``obsm`` key of the embedding.
     batch_size
@@ -56,7 +63,10 @@ def embed_file(
     layer
         Where the input holds the expression: a layer name, or ``"X"`` for ``adata.X``;
         ``None``: where the model's training data held it (the layer it was set up with); for
-        a published model, ``adata.X``.
+        a published model, ``adata.X``. For an ``.h5mu`` input, a layer of the RNA modality.
+    modality
+        The RNA modality of an ``.h5mu`` input; ``None``: the one the model was set up with
+        (:meth:`~cancergpt_scvi.model.CancerGPTModel.setup_mudata`), else ``"rna"``.
 
     Returns
     -------
@@ -72,11 +82,13 @@ def embed_file(
     IsADirectoryError
         ``out_path`` is a folder.
     ValueError
-        The input is not a readable h5ad file, ``model.pt`` is not a readable model, the input
-        already has ``obsm[key]`` (without ``overwrite``), ``key`` cannot be stored in an
-        ``.h5ad`` file, or an argument is invalid.
+        The input is not a readable h5ad (h5mu) file, the output's format is not the input's,
+        an h5mu input's RNA modality does not hold its cells in order, ``model.pt`` is not a
+        readable model, the input already has ``obsm[key]`` (without ``overwrite``), ``key``
+        cannot be stored in an ``.h5ad`` file, or an argument is invalid.
     KeyError
-        The expression layer is not in the input.
+        The expression layer is not in the input, or an ``.h5mu`` input has no such RNA
+        modality (the message names the ones it has).
     """
     # a name of a published model, unless a path of that name exists
     published = model_dir if isinstance(model_dir, str) and not Path(model_dir).exists() else None
@@ -109,10 +121,18 @@ def embed_file(
         )
     if out_path.resolve() == in_path.resolve():
         raise ValueError("The output path must differ from the input path.")
+    check_output_format(in_path, out_path)
+    mudata_input = is_h5mu(in_path)
+    if modality is not None and not mudata_input:
+        raise ValueError(
+            f"modality= (--modality) chooses a modality of an .h5mu file; {in_path.name} is "
+            "read as an .h5ad file, which has none. Leave it out."
+        )
     remove_stale_temporaries(out_path.parent)
 
-    adata = _read_h5ad(in_path)
-    if key in adata.obsm:
+    # data: what is written back (an AnnData, or a MuData whose RNA modality is embedded)
+    data = read_h5mu(in_path) if mudata_input else _read_h5ad(in_path)
+    if key in data.obsm:
         if not overwrite:
             raise ValueError(
                 f"{in_path} already has obsm[{key!r}]; pass another key (--key) or "
@@ -121,12 +141,14 @@ def embed_file(
         logger.info("Replacing the input's obsm[%r].", key)
     if published is None:
         model = _load_model(model_dir)
+        adata = rna_cells(data, model, modality) if mudata_input else data
         cells = _expression_view(adata, in_path, model, layer)
     else:
+        adata = rna_cells(data, None, modality) if mudata_input else data
         model, cells = _load_published(published, adata, in_path, layer)
-    adata.obsm[key] = model.get_latent_representation(cells, batch_size=batch_size)
-    write_atomically(adata.write_h5ad, out_path, overwrite)
-    logger.info("Wrote %s with obsm[%r] of shape %s.", out_path, key, adata.obsm[key].shape)
+    data.obsm[key] = model.get_latent_representation(cells, batch_size=batch_size)
+    write_atomically(data.write_h5mu if mudata_input else data.write_h5ad, out_path, overwrite)
+    logger.info("Wrote %s with obsm[%r] of shape %s.", out_path, key, data.obsm[key].shape)
     return out_path
 
 
@@ -187,7 +209,7 @@ def _expression_view(
     adata: ad.AnnData, in_path: Path, model: CancerGPTModel, layer: str | None
 ) -> ad.AnnData:
     """The cells with their expression where the model reads it (its setup layer)."""
-    expected = model.registry_["setup_args"]["layer"]
+    expected = expression_layer(model.registry_["setup_args"])
     source = expected if layer is None else (None if layer == "X" else layer)
     if source is not None and source not in adata.layers:
         trained = "adata.X" if expected is None else f"layers[{expected!r}]"
