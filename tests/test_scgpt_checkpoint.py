@@ -8,6 +8,7 @@ numpy, one cell at a time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -161,7 +162,11 @@ def test_embeddings_equal_scgpts_procedure_on_tie_free_data(scgpt_folder):
     adata.var_names = adata.var["symbol"].to_numpy()
     model = load(folder, adata)
     assert model.pretrained_layout_ == "scGPT"
-    assert "scGPT" in repr(model._model_summary_string)
+    summary = model.summary_string
+    digest = hashlib.sha256((folder / "best_model.pt").read_bytes()).hexdigest()
+    assert model.pretrained_weights_.sha256 == digest
+    assert f"(layout: scGPT), best_model.pt SHA-256 {digest}" in summary
+    assert "tokens (scGPT rule)" in summary
     ours = model.get_latent_representation(seed=0, progress_bar=False, batch_size=7)
     expected = reference_embedding(reference, adata)
     np.testing.assert_allclose(ours, expected, atol=1e-5)

@@ -139,7 +139,15 @@ class PretrainedWeightsMixin:
         model_dir = weights.folder
         if checkpoint_layout(model_dir) == SCGPT_LAYOUT:
             return load_scgpt_pretrained(
-                cls, model_dir, adata, batch_key, layer, gene_symbols_key, binning, device
+                cls,
+                model_dir,
+                adata,
+                batch_key,
+                layer,
+                gene_symbols_key,
+                binning,
+                device,
+                weights=weights,
             )
         checkpoint = read_release_checkpoint(model_dir)
         vocab = checkpoint.vocab

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ import anndata as ad
 import torch
 
 from cancergpt_scvi.data import BinningMode
+from cancergpt_scvi.pretrained import PretrainedWeights, file_sha256
 from cancergpt_scvi.release import (
     SCGPT_LAYOUT,
     ReleaseCheckpointError,
@@ -33,6 +35,7 @@ def load_scgpt_pretrained(
     binning: BinningMode = "release",
     device: str | torch.device | None = None,
     stacklevel: int = 2,
+    weights: PretrainedWeights | None = None,
 ) -> CancerGPTModel:
     """A model with an scGPT folder's encoder, set up on ``adata`` for scGPT's zero-shot embedding.
 
@@ -50,6 +53,9 @@ def load_scgpt_pretrained(
         registered but plays no part in scGPT's zero-shot embedding.
     stacklevel
         Of the warnings, counted from the caller as by :func:`warnings.warn`.
+    weights
+        Where the folder came from (a registered name or a path), for the model's summary;
+        ``None``: the folder itself.
     """
     checkpoint = read_scgpt_checkpoint(model_dir, stacklevel=stacklevel + 1)
     vocab = checkpoint.vocab
@@ -80,9 +86,23 @@ def load_scgpt_pretrained(
         encoder_modules(model.module).load_state_dict(checkpoint.encoder_state, strict=True)
     except RuntimeError as err:
         raise ReleaseCheckpointError(f"Encoder weights not placed: {err}") from err
-    model._model_summary_string += (
-        f"; {SCGPT_LAYOUT} checkpoint, {found} ({percent(n_in_vocab, adata.n_vars)})"
+    if weights is None:
+        weights = PretrainedWeights(folder=Path(model_dir), source=str(Path(model_dir).resolve()))
+    weights = replace(
+        weights,
+        layout=SCGPT_LAYOUT,
+        weights_file="best_model.pt",
+        sha256=file_sha256(Path(model_dir) / "best_model.pt"),
     )
+    n_slots = checkpoint.module_kwargs.get("max_seq_len", 1200) - 1
+    model._model_summary_string += (
+        f"; {SCGPT_LAYOUT} checkpoint, {found} ({percent(n_in_vocab, adata.n_vars)})\n"
+        f"{weights.describe()}\n"
+        f"tokens (scGPT rule): <cls>, then each cell's non-zero vocabulary genes in var order "
+        f"(a random subset of {n_slots} when more; seed= fixes it), values binned by the "
+        "cell's quantiles of its non-zero values"
+    )
+    model.pretrained_weights_ = weights
     model.module.eval()
     model.is_trained_ = True
     model.pretrained_from_ = str(Path(model_dir).resolve())
