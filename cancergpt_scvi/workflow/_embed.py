@@ -9,8 +9,7 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-from cancergpt_scvi.model import CancerGPTModel
-from cancergpt_scvi.model._mudata import expression_layer
+from cancergpt_scvi.model import CancerGPTModel, expression_layer
 from cancergpt_scvi.pretrained import registered_models
 
 from ._atomic_output import remove_stale_temporaries, write_atomically

@@ -8,8 +8,7 @@ import anndata as ad
 import mudata
 from mudata import MuData
 
-from cancergpt_scvi.model import CancerGPTModel
-from cancergpt_scvi.model._mudata import RNA_MODALITY, registered_rna_modality, rna_modality
+from cancergpt_scvi.model import RNA_MODALITY, CancerGPTModel, registered_rna_modality, rna_modality
 
 #: File suffix of MuData files.
 H5MU = ".h5mu"
