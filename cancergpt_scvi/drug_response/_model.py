@@ -17,6 +17,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 from sklearn.linear_model import RidgeCV
 
+from cancergpt_scvi._argument_types import names_list
 from cancergpt_scvi._constants import CELL_FEATURES_KEY, RESPONSE_KEY
 from cancergpt_scvi._listing import listing
 from cancergpt_scvi._saving import WholeFolderSaveMixin
@@ -359,6 +360,8 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         **trainer_kwargs
             Options of :class:`~scvi.train.Trainer`.
         """
+        holdout_cell_lines = names_list("holdout_cell_lines", holdout_cell_lines)
+        holdout_drugs = names_list("holdout_drugs", holdout_drugs)
         matrix = self._response_matrix()
         # the structures of the drugs it is trained on become part of the model
         self.drug_smiles_.update(self.adata.uns.get(SMILES_KEY, {}))
@@ -513,6 +516,7 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         ``prediction``, in the order of ``pairs`` (or cell line-major).
         """
         self._check_if_trained(warn=False)
+        cell_lines, drugs = names_list("cell_lines", cell_lines), names_list("drugs", drugs)
         cl_key, drug_key = self._setup_arg("cell_line_key"), self._setup_arg("drug_key")
         adata = self.adata if adata is None else adata
         if adata is None:
