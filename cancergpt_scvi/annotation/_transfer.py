@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 from cancergpt_scvi._listing import listing
@@ -79,7 +80,10 @@ def embedding_of(
         adata.obsm[use_rep] = model.get_latent_representation(
             adata, chunk_size=chunk_size, progress_bar=False
         )
-    z = np.asarray(adata.obsm[use_rep], dtype=np.float32)
+    z = adata.obsm[use_rep]
+    if sparse.issparse(z):  # embeddings are dense; a sparse matrix would be read as one object
+        z = z.toarray()
+    z = np.asarray(z, dtype=np.float32)
     if z.ndim != 2 or z.shape[0] != adata.n_obs:
         raise ValueError(
             f"{what}.obsm[{use_rep!r}] must be a (cells, dimensions) array, got shape {z.shape}."
@@ -228,8 +232,8 @@ def transfer_labels(
     >>> transfer_labels(reference, query, label_key="state")
     >>> query.obs[["state_pred", "state_uncertainty"]]
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}.")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k (neighbours) must be an integer of at least 1, got {k!r}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}.")
     if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:

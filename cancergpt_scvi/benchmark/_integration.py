@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
@@ -163,6 +164,18 @@ def benchmark_integration(
     # fewer than 2 components would silently become 2 below (PCA's floor here)
     if isinstance(n_comps, bool) or not isinstance(n_comps, int | np.integer) or n_comps < 2:
         raise ValueError(f"n_comps must be an integer of at least 2, got {n_comps!r}.")
+    if output_dir is not None:
+        # checked before the work, which would otherwise be lost at the end
+        folder = Path(output_dir)
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(
+                f"output_dir={str(output_dir)!r} is a file; give a folder for the tables and "
+                "figures (it is created if missing)."
+            )
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(
+                f"output_dir={str(output_dir)!r} is not writable; give a folder you can write to."
+            )
     baselines = list(dict.fromkeys(baselines))
     work = _unintegrated(adata, batch_key, label_key, layer, n_top_genes, n_comps, seed)
 

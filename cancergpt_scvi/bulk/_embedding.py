@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from cancergpt_scvi.model import CancerGPTModel
 
 BulkKind = Literal["counts", "tpm", "microarray"]
+#: Below this median |gene mean| / gene sd (with negative values), values are centred per gene.
+_CENTRED_DISTANCE = 0.5
 GeneChoice = Literal["hvg", "top_expressed"]
 
 
@@ -63,7 +65,8 @@ def bulk_log_expression(x: np.ndarray, kind: BulkKind) -> np.ndarray:
         to sum to one million per sample. ``"microarray"``: values whose maximum is below 50
         are taken as log intensities, larger ones are log2(x + 1)-transformed; each sample is
         then shifted so its lowest value is a small positive number (the order within a
-        sample, which the binning uses, is kept).
+        sample, which the binning uses, is kept). Values centred per gene (z-scores,
+        log-ratios against a reference) are refused.
 
     Returns
     -------
@@ -90,6 +93,7 @@ def bulk_log_expression(x: np.ndarray, kind: BulkKind) -> np.ndarray:
             )
         return np.log1p(x / total * 1e6)
     if kind == "microarray":
+        refuse_centred_per_gene(x)
         logged = x if x.max() < 50 else np.log2(np.maximum(x, 0.0) + 1.0)
         low = logged.min(axis=1, keepdims=True)
         span = logged.max(axis=1, keepdims=True) - low
@@ -98,6 +102,34 @@ def bulk_log_expression(x: np.ndarray, kind: BulkKind) -> np.ndarray:
         # strictly positive, so that every probe counts as measured
         return logged - low + 1e-3 * span
     raise ValueError(f"kind must be 'counts', 'tpm' or 'microarray', got {kind!r}.")
+
+
+def refuse_centred_per_gene(x: np.ndarray) -> None:
+    """Refuse values centred per gene (z-scores, log-ratios against a reference).
+
+    Such values are not expression levels: their order within a sample, all that the binning
+    reads, says nothing about which genes the sample expresses. They are recognised by negative
+    values together with gene means close to zero relative to the genes' spread across samples
+    (log intensities, even with a few negative probes, have gene means far above their
+    spread). Needs three samples or more to judge.
+    """
+    if x.shape[0] < 3 or not (x < 0).any():
+        return
+    mean, sd = x.mean(axis=0), x.std(axis=0)
+    varying = sd > 0
+    if not varying.any():
+        return
+    # how many of its standard deviations the typical gene's mean lies from 0
+    distance = float(np.median(np.abs(mean[varying]) / sd[varying]))
+    if distance < _CENTRED_DISTANCE:
+        raise ValueError(
+            f"The values look centred per gene (z-scores or log-ratios against a reference): "
+            f"{(x < 0).mean():.0%} are negative and the typical gene's mean is "
+            f"{distance:.2f} of its standard deviations from 0. Centred values are not "
+            "expression levels (their order within a sample does not say which genes it "
+            "expresses), so they cannot be embedded: use the uncentred expression (log or "
+            "linear intensities, TPM or counts) with the matching kind=."
+        )
 
 
 def _model_genes(model: CancerGPTModel) -> set[str]:

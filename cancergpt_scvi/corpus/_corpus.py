@@ -16,6 +16,8 @@ import pandas as pd
 from anndata.io import read_elem
 from scipy import sparse
 
+from cancergpt_scvi._argument_types import names_sequence
+from cancergpt_scvi._listing import listing
 from cancergpt_scvi.data import GeneVocab, cell_indices
 
 logger = logging.getLogger(__name__)
@@ -195,7 +197,13 @@ class _H5adSource:
     @property
     def file(self) -> h5py.File:
         if self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as err:  # h5py's message names no file
+                raise ValueError(
+                    f"{self.path} is not a readable .h5ad file ({err}); expected an AnnData "
+                    "file written by anndata's write_h5ad."
+                ) from err
             self._pid = os.getpid()
             self._indptr = None
         return self._file
@@ -318,9 +326,16 @@ class H5adCorpus(Corpus):
             if study_names is None
             else list(study_names)
         )
+        if study_names is None and len(set(names)) != len(names):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(
+                f"Files of the same name ({listing(repeated)}) would be one study: studies are "
+                "named after their files. Pass study_names= one unique name per file (e.g. "
+                "their folders' names)."
+            )
         if len(names) != len(paths) or len(set(names)) != len(names):
             raise ValueError("study_names must give one unique name per file.")
-        obs_keys = list(obs_keys)
+        obs_keys = names_sequence("obs_keys", obs_keys)
         if study_key is not None and study_key in obs_keys:
             raise ValueError(f"study_key={study_key!r} is also in obs_keys; rename one.")
         self.paths, self.study_names = paths, names

@@ -2,7 +2,9 @@
 oversampling weights, the starting gene embeddings and count thinning."""
 
 from ._binning import BinningMode, bin_expression
+from ._expression_scale import check_expression_scale, expression_scale
 from ._gene_loadings import init_gene_embeddings, pca_gene_loadings
+from ._gene_matching import match_genes_by_name
 from ._gene_symbols import gene_symbols
 from ._hvg import cell_ranger_hvg
 from ._indices import cell_indices

@@ -42,6 +42,12 @@ def check_expression(adata: ad.AnnData, layer: str | None = None) -> None:
     for values in _stored_values(adata, matrix):
         if not np.issubdtype(values.dtype, np.number):
             raise TypeError(f"{where} must be numeric, got dtype {values.dtype}.")
+        if values.dtype == np.float16:
+            # half precision overflows above 65504 and scipy's sparse code refuses it
+            raise TypeError(
+                f"{where} has dtype float16, which CancerGPT cannot read; convert it first, "
+                f"e.g. adata.X = adata.X.astype(np.float32) (or the layer)."
+            )
         if not np.isfinite(values).all():
             raise ValueError(
                 f"{where} holds non-finite values (NaN or inf); CancerGPT needs finite "

@@ -164,6 +164,11 @@ class GeneVocab:
         if n_found < min_genes or (n_total and n_found / n_total < min_fraction):
             unmatched = [s for s, i in zip(symbols, ids, strict=True) if i < 0][:5]
             where = "var_names" if gene_symbols_key is None else f"adata.var[{gene_symbols_key!r}]"
+            if not unmatched:  # every gene is known: the AnnData has too few genes
+                raise ValueError(
+                    f"adata has {n_total} gene(s), all in the vocabulary, but at least "
+                    f"{min_genes} are needed: give data that measure more genes."
+                )
             raise ValueError(
                 f"Only {n_found} of {n_total} genes of {where} are in the vocabulary "
                 f"({len(self) - len(SPECIAL_TOKENS)} genes, e.g. {self.genes[:3]}); "

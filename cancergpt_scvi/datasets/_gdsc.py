@@ -293,12 +293,28 @@ def read_gdsc(
         source.check([table_file, EXPRESSION_FILE, SMILES_FILE, GENES_FILE])
 
         with source.open(table_file) as handle:
-            table = pd.read_csv(handle, dtype={_CELL_COLUMN: str, _DRUG_COLUMN: str})
+            try:
+                table = pd.read_csv(handle, dtype={_CELL_COLUMN: str, _DRUG_COLUMN: str})
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{table_file} in {path} is not UTF-8 text ({err}); re-save it as UTF-8 "
+                    "(e.g. iconv -f latin1 -t utf-8), as the GDSC release ships it."
+                ) from err
         absent = [c for c in (_CELL_COLUMN, _DRUG_COLUMN, column) if c not in table]
         if absent:
             raise ValueError(
                 f"{table_file} lacks column(s) {listing(absent)}; it has {list(table.columns)}."
             )
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        not_numbers = table[column].notna() & numbers.isna()
+        if not_numbers.any():
+            raise ValueError(
+                f"{table_file}'s column {column!r} holds {int(not_numbers.sum())} value(s) that "
+                f"are not numbers ({listing(pd.unique(table.loc[not_numbers, column]), 3)}), "
+                "e.g. censored values such as '>10'; replace or drop those rows (the release "
+                "gives plain numbers)."
+            )
+        table[column] = numbers
         table = table[[_CELL_COLUMN, _DRUG_COLUMN, column]].dropna()
         table.columns = ["cell_line", "drug", "response"]
         with source.open(GENES_FILE) as handle:

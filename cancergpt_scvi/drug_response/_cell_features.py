@@ -10,6 +10,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from cancergpt_scvi._listing import listing
+from cancergpt_scvi.data import match_genes_by_name
 
 
 def dense(x: np.ndarray | sparse.spmatrix | pd.DataFrame) -> np.ndarray:
@@ -63,8 +64,8 @@ def read_cell_features(adata: AnnData, field_registry: dict, n_features: int) ->
     Raises
     ------
     ValueError
-        ``adata`` lacks the representation, its genes or width differ from the model's, or a
-        row is not finite.
+        ``adata`` lacks the representation or one of the model's genes (genes are matched by
+        name, in any order), its width differs from the model's, or a row is not finite.
     """
     state = field_registry["state_registry"]
     # where setup read the representation: ("obsm", key), ("layers", layer) or ("X", None)
@@ -75,14 +76,12 @@ def read_cell_features(adata: AnnData, field_registry: dict, n_features: int) ->
         raise ValueError(
             f"adata.{attr_name} has no {attr_key!r}, the representation this model reads."
         )
+    columns = None
     if attr_name != "obsm" and "column_names" in state:
-        genes = np.asarray(state["column_names"])
-        if len(genes) != adata.n_vars or not np.array_equal(genes, adata.var_names):
-            raise ValueError(
-                "adata's genes differ from the model's (names or order); subset and "
-                "reorder with adata[:, model.adata.var_names]."
-            )
-    x = dense(container if attr_key is None else container[attr_key])
+        # expression is read by gene name: another order is reordered, a missing gene refused
+        columns = match_genes_by_name(adata.var_names, state["column_names"])
+    matrix = container if attr_key is None else container[attr_key]
+    x = dense(matrix if columns is None else matrix[:, columns])
     if x.shape[1] != n_features:
         raise ValueError(
             f"The representation has {x.shape[1]} features; the model expects {n_features}."

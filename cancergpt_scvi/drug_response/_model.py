@@ -17,9 +17,11 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 from sklearn.linear_model import RidgeCV
 
+from cancergpt_scvi._argument_types import names_list
 from cancergpt_scvi._constants import CELL_FEATURES_KEY, RESPONSE_KEY
 from cancergpt_scvi._listing import listing
 from cancergpt_scvi._saving import WholeFolderSaveMixin
+from cancergpt_scvi.data import check_expression_scale, expression_scale
 from cancergpt_scvi.train import BestWeights, validation_split
 
 from ._cell_features import check_features, dense, read_cell_features, warn_if_counts
@@ -117,6 +119,12 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         self.drug_smiles_ = dict(adata.uns.get(SMILES_KEY, {})) if adata is not None else {}
         # each training cell line's mean measured response over the trained drugs
         self.cell_line_sensitivity_ = pd.Series(dtype=float)
+        # the scale of expression read as representation (counts, log, ...), checked on new data
+        self.expression_scale_ = None
+        if adata is not None and self._reads_expression():
+            self.expression_scale_ = expression_scale(
+                self.adata_manager.get_from_registry(CELL_FEATURES_KEY)
+            )
         self._model_summary_string = (
             f"DrugResponseModel: {self.summary_stats[f'n_{CELL_FEATURES_KEY}']} cell-line "
             f"features, {len(self.drugs)} drugs, {n_ensemble} multi-task networks + a ridge "
@@ -237,6 +245,11 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
             warn_if_counts(features)
 
     # ------------------------------------------------------------------ data access
+    def _reads_expression(self) -> bool:
+        """Whether the representation is expression (``X`` or a layer), not an embedding."""
+        field = self.registry_["field_registries"][CELL_FEATURES_KEY]
+        return field["data_registry"]["attr_name"] != "obsm"
+
     def _setup_arg(self, name: str) -> str | None:
         """The value of ``setup_anndata``'s argument ``name`` in the model's registry."""
         return self.registry_[_SETUP_ARGS][name]
@@ -248,8 +261,9 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         ----------
         adata
             Cell lines to read (default: the model's). They need the representation the model
-            was set up with (same ``obsm`` key and width, or same genes in the same order); no
-            responses or setup are needed.
+            was set up with (same ``obsm`` key and width, or expression of every training
+            gene, matched by name in any order, on the training data's scale); no responses
+            or setup are needed.
 
         Returns
         -------
@@ -258,18 +272,23 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         Raises
         ------
         ValueError
-            ``adata`` lacks the representation, its genes or width differ from the model's,
-            or a row is not finite.
+            ``adata`` lacks the representation or one of the model's genes (expression is
+            matched by gene name, in any order), its width differs from the model's, a row is
+            not finite, or its expression is on another scale than the training data's
+            (e.g. counts for a model trained on log-normalised expression).
         """
         if adata is None:
             if self.adata is None:
                 raise ValueError("This model has no AnnData; pass adata with the cell lines.")
             adata = self.adata
-        return read_cell_features(
+        features = read_cell_features(
             adata,
             self.registry_["field_registries"][CELL_FEATURES_KEY],
             self.summary_stats[f"n_{CELL_FEATURES_KEY}"],
         )
+        if self._reads_expression():  # also a loaded model's AnnData, which it did not train on
+            check_expression_scale(getattr(self, "expression_scale_", None), features)
+        return features
 
     def responses(self) -> pd.DataFrame:
         """Long table of the model's measured pairs.
@@ -341,6 +360,8 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         **trainer_kwargs
             Options of :class:`~scvi.train.Trainer`.
         """
+        holdout_cell_lines = names_list("holdout_cell_lines", holdout_cell_lines)
+        holdout_drugs = names_list("holdout_drugs", holdout_drugs)
         matrix = self._response_matrix()
         # the structures of the drugs it is trained on become part of the model
         self.drug_smiles_.update(self.adata.uns.get(SMILES_KEY, {}))
@@ -495,6 +516,7 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         ``prediction``, in the order of ``pairs`` (or cell line-major).
         """
         self._check_if_trained(warn=False)
+        cell_lines, drugs = names_list("cell_lines", cell_lines), names_list("drugs", drugs)
         cl_key, drug_key = self._setup_arg("cell_line_key"), self._setup_arg("drug_key")
         adata = self.adata if adata is None else adata
         if adata is None:

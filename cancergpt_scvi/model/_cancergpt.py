@@ -20,6 +20,7 @@ from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp
 
+from cancergpt_scvi._argument_types import check_whole_number
 from cancergpt_scvi._constants import BATCH_KEY, DOMAIN_KEYS, TECHNOLOGY_KEY, TISSUE_KEY, X_KEY
 from cancergpt_scvi._listing import listing
 from cancergpt_scvi._saving import WholeFolderSaveMixin
@@ -36,6 +37,7 @@ from cancergpt_scvi.train import CancerGPTTrainingPlan, OversamplingDataSplitter
 
 from ._adaptation import QueryAdaptationMixin
 from ._embedding import CellEmbeddingMixin
+from ._load_target import check_load_device, explained_transfer_errors
 from ._mudata import MuDataSetupMixin, expression_layer, refuse_mudata
 from ._presets import PRESETS
 from ._pretrained import PretrainedWeightsMixin
@@ -360,8 +362,8 @@ class CancerGPTModel(
             Passed to :class:`~scvi.train.Trainer` (e.g. ``enable_progress_bar``, ``strategy``,
             ``precision``, ``callbacks``, ``ckpt_path``).
         """
-        if max_epochs is not None and max_epochs < 1:
-            raise ValueError(f"max_epochs must be at least 1, got {max_epochs}.")
+        check_whole_number("max_epochs", max_epochs, minimum=1, optional=True)
+        check_whole_number("batch_size", batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         if datamodule is None:
@@ -468,11 +470,15 @@ class CancerGPTModel(
             No folder, or a folder without ``model.pt`` (e.g. the authors' release folder,
             which :meth:`load_pretrained` reads).
         ValueError
-            ``model.pt`` is not a readable saved model (truncated, or another file).
+            ``model.pt`` is not a readable saved model (truncated, or another file), a CUDA
+            device is asked for on a machine without one, or ``adata`` cannot be attached
+            (other genes or new categories: embed such data with
+            :meth:`get_latent_representation` instead).
         """
         path = Path(dir_path)
+        check_load_device(kwargs)
         weights = saved_model_weights(path, kwargs.get("prefix"))
-        with readable_saved_model(weights):
+        with readable_saved_model(weights), explained_transfer_errors():
             return super().load(str(path), adata=adata, **kwargs)
 
     def _save_extras(self, folder: Path, overwrite: bool) -> None:

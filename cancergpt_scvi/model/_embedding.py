@@ -11,6 +11,7 @@ import torch
 from mudata import MuData
 from scvi.utils import track
 
+from cancergpt_scvi._argument_types import check_whole_number
 from cancergpt_scvi._constants import X_KEY
 from cancergpt_scvi.data import BinningMode, cell_indices, check_expression_values
 
@@ -127,6 +128,7 @@ class CellEmbeddingMixin:
         autocast = embedding_autocast(precision, self.device)
         generator = None
         if seed is not None:
+            check_whole_number("seed", seed)
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
         batch_size = batch_size or 64
         n_cells = source.n_obs if indices is None else len(indices)

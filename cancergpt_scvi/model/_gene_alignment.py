@@ -141,6 +141,12 @@ def align_genes(
         :data:`MIN_GENE_SHARE` included) is for the caller to report,
         with :func:`report_gene_share`.
     """
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(
+            f"The model reads the layer {layer!r} (the one it was set up with), which this "
+            f"AnnData lacks (layers: {list(adata.layers.keys())}); store the expression there, "
+            f"e.g. adata.layers[{layer!r}] = adata.X."
+        )
     check_expression(adata, layer)
     symbols = gene_symbols(adata, gene_symbols_key)
     position = {g: i for i, g in enumerate(input_genes)}

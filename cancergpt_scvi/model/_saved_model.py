@@ -24,6 +24,11 @@ def saved_model_weights(path: Path, prefix: str | None = None) -> Path:
         raise FileNotFoundError(
             f"No model folder at {path}; give the folder that model.save(...) wrote."
         )
+    if weights.is_dir():
+        raise FileNotFoundError(
+            f"{weights} is a folder, not the weights file model.save(...) writes; give the "
+            "folder of a saved model (it holds a model.pt file), or save the model again."
+        )
     if not weights.is_file():
         release = (path / "model.pth").is_file()
         hint = (

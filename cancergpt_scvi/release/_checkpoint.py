@@ -134,6 +134,11 @@ def _read_args(path: Path) -> dict:
             raise ReleaseCheckpointError(
                 f"{path}: {key} must be a positive integer, got {value!r}."
             )
+    dropout = args.get("dropout", 0.2)
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise ReleaseCheckpointError(
+            f"{path}: dropout must be a number in [0, 1), got {dropout!r}."
+        )
     if args["embsize"] % args["nheads"]:
         raise ReleaseCheckpointError(
             f"{path}: embsize={args['embsize']} is not divisible by nheads={args['nheads']}."

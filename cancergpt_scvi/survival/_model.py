@@ -24,7 +24,12 @@ from tqdm.auto import tqdm
 from cancergpt_scvi._constants import CAT_COVS_KEY, CONT_COVS_KEY, DURATION_KEY, EVENT_KEY, X_KEY
 from cancergpt_scvi._extras import require
 from cancergpt_scvi._saving import WholeFolderSaveMixin
-from cancergpt_scvi.data import cell_indices
+from cancergpt_scvi.data import (
+    cell_indices,
+    check_expression_scale,
+    expression_scale,
+    match_genes_by_name,
+)
 from cancergpt_scvi.train import survival_folds
 
 from ._metrics import (
@@ -169,6 +174,8 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         self.cv_scoring: Scoring = cv_scoring
         x = self.adata_manager.get_from_registry(X_KEY)
         check_no_constant_columns(x, self._feature_names())
+        # the scale of expression features (counts, log, ...), checked on the samples scored
+        self.expression_scale_ = expression_scale(x) if self._reads_expression() else None
         n_cont = 0
         if CONT_COVS_KEY in self.adata_manager.data_registry:
             n_cont = self.adata_manager.get_from_registry(CONT_COVS_KEY).shape[1]
@@ -266,6 +273,30 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
 
+    def _reads_expression(self) -> bool:
+        """Whether the features are expression (``X`` or a layer), not an embedding."""
+        return self.registry_["setup_args"]["embedding_key"] is None
+
+    def _matched_expression(self, adata: ad.AnnData | None) -> ad.AnnData | None:
+        """``adata`` (default the model's) with expression features in the training genes.
+
+        Genes are matched by name: another order is reordered (a copy), a missing training
+        gene refused; expression on another scale than the training data's is refused.
+        ``adata`` is returned as it is when the features are an embedding.
+        """
+        if not self._reads_expression():
+            return adata
+        target = self.adata if adata is None else adata
+        genes = self.registry_["field_registries"][X_KEY]["state_registry"]["column_names"]
+        columns = match_genes_by_name(target.var_names, genes)
+        if columns is not None:
+            target = target[:, columns].copy()
+            adata = target
+        layer = self.registry_["setup_args"]["layer"]
+        x, where = feature_matrix(target, None, layer)
+        check_expression_scale(getattr(self, "expression_scale_", None), x, where)
+        return adata
+
     def _feature_names(self) -> np.ndarray:
         args = self.adata_manager.registry["setup_args"]
         if args["embedding_key"] is not None:
@@ -293,7 +324,9 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         ----------
         adata
             Samples with the registered features and covariates; default the training AnnData.
-            Outcome columns are not needed.
+            Outcome columns are not needed. Expression features are matched to the training
+            genes by name (any order, other genes ignored; a missing one is an error) and
+            must be on the training data's scale (e.g. log-normalised, not counts).
         indices
             Samples to predict: integer positions or a boolean mask; default all.
         batch_size
@@ -306,6 +339,8 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         self._check_if_trained(warn=False)
         if adata is not None and adata.n_obs == 0:
             raise ValueError("adata has no samples (n_obs == 0); pass the samples to score.")
+        # expression is read by gene name, on the training data's scale
+        adata = self._matched_expression(adata)
         if adata is not None:
             adata = prediction_adata(adata, self.adata_manager.registry["setup_args"])
         adata = self._validate_anndata(adata)

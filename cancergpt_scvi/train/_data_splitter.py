@@ -81,6 +81,13 @@ class OversamplingDataSplitter(DataSplitter):
         :class:`~torchdata.stateful_dataloader.StatefulDataLoader`, whose position Lightning
         saves in its checkpoints, so a resumed run continues the interrupted epoch.
         """
+        if len(self.train_idx) == 0:
+            n_obs = self.adata_manager.adata.n_obs
+            raise ValueError(
+                f"No cells left to train on: the split of {n_obs} cell(s) puts none in training "
+                "(train_size, validation_size). Train on more cells (a few hundred at least for "
+                "a useful model), or raise train_size."
+            )
         if not self.oversample:
             return super().train_dataloader()
         weights = self.train_weights()

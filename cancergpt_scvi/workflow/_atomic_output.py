@@ -121,6 +121,10 @@ def _signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+#: Longest file name (in characters) of common file systems (ext4, XFS, APFS, NTFS).
+_MAX_NAME_LENGTH = 255
+
+
 def temporary_name(out_path: Path, *, pid: int | None = None, host: str | None = None) -> Path:
     """A hidden name beside ``out_path`` (same file system, so publishing is one step).
 
@@ -139,7 +143,15 @@ def temporary_name(out_path: Path, *, pid: int | None = None, host: str | None =
     """
     pid = os.getpid() if pid is None else pid
     tag = _host_tag(socket.gethostname() if host is None else host)
-    return out_path.with_name(f".{out_path.name}.{tag}-{pid}-{secrets.token_hex(4)}.partial")
+    tail = f".{tag}-{pid}-{secrets.token_hex(4)}.partial"
+    name = out_path.name
+    room = _MAX_NAME_LENGTH - len(tail) - 1  # the leading dot
+    if len(name) > room:
+        # a long output name would make the temporary's too long for the file system: keep
+        # its start and a digest of the whole, so that the temporary stays unique
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[: room - len(digest) - 1]}~{digest}"
+    return out_path.with_name(f".{name}{tail}")
 
 
 def _host_tag(host: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from pathlib import Path
 
@@ -114,6 +115,12 @@ def embed_file(
         raise FileNotFoundError(
             f"The folder {out_path.parent} of the output does not exist; create it first."
         )
+    if not os.access(out_path.parent, os.W_OK | os.X_OK):
+        # checked before the work, which would otherwise be lost at the end
+        raise PermissionError(
+            f"The folder {out_path.parent} of the output is not writable; give an output path "
+            "in a folder you can write to."
+        )
     if out_path.exists() and not overwrite:
         raise FileExistsError(
             f"{out_path} exists; pass overwrite=True (--overwrite) to replace it."
@@ -181,7 +188,16 @@ def _load_model(model_dir: Path) -> CancerGPTModel:
     """Load a saved model; an unreadable ``model.pt`` is refused with a message naming it."""
     try:
         return CancerGPTModel.load(str(model_dir), adata=None)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+    # a model.pt holding something else (e.g. a bare state dict) fails with TypeError/KeyError
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        TypeError,
+        KeyError,
+    ) as err:
         raise ValueError(
             f"{model_dir / 'model.pt'} is not a readable CancerGPT model "
             f"({type(err).__name__}: {err}); expected the folder CancerGPTModel.save(dir) wrote."
