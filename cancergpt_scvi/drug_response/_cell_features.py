@@ -9,6 +9,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from cancergpt_scvi._constants import CELL_FEATURES_KEY
 from cancergpt_scvi._listing import listing
 from cancergpt_scvi.data import match_genes_by_name
 
@@ -88,3 +89,9 @@ def read_cell_features(adata: AnnData, field_registry: dict, n_features: int) ->
         )
     check_features(x, adata.obs_names)
     return x
+
+
+def reads_expression(registry: dict) -> bool:
+    """Whether a model's cell-line features are expression (``X`` or a layer), not ``obsm``."""
+    field = registry["field_registries"][CELL_FEATURES_KEY]
+    return field["data_registry"]["attr_name"] != "obsm"

@@ -183,3 +183,14 @@ def response_pairs(
             "drug_index": drug_index,
         }
     )
+
+
+def holdout_mask(names: Sequence[str] | None, known: pd.Index, what: str) -> np.ndarray:
+    """Bool mask over ``known`` of the held-out ``names``; an error naming unknown ones."""
+    if names is None:
+        return np.zeros(len(known), dtype=bool)
+    names = [str(n) for n in names]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"Held-out {what} {listing(unknown)} are not in the data.")
+    return known.isin(names)

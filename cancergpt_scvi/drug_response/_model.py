@@ -24,8 +24,14 @@ from cancergpt_scvi._saving import WholeFolderSaveMixin
 from cancergpt_scvi.data import check_expression_scale, expression_scale
 from cancergpt_scvi.train import BestWeights, validation_split
 
-from ._cell_features import check_features, dense, read_cell_features, warn_if_counts
-from ._data import response_matrix, response_pairs, validate_smiles
+from ._cell_features import (
+    check_features,
+    dense,
+    read_cell_features,
+    reads_expression,
+    warn_if_counts,
+)
+from ._data import holdout_mask, response_matrix, response_pairs, validate_smiles
 from ._module import DrugResponseModule
 from ._molecules import morgan_fingerprint, tanimoto_similarity
 from ._nearest_drugs import nearest_drugs_average
@@ -121,7 +127,7 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         self.cell_line_sensitivity_ = pd.Series(dtype=float)
         # the scale of expression read as representation (counts, log, ...), checked on new data
         self.expression_scale_ = None
-        if adata is not None and self._reads_expression():
+        if adata is not None and reads_expression(self.registry_):
             self.expression_scale_ = expression_scale(
                 self.adata_manager.get_from_registry(CELL_FEATURES_KEY)
             )
@@ -245,11 +251,6 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
             warn_if_counts(features)
 
     # ------------------------------------------------------------------ data access
-    def _reads_expression(self) -> bool:
-        """Whether the representation is expression (``X`` or a layer), not an embedding."""
-        field = self.registry_["field_registries"][CELL_FEATURES_KEY]
-        return field["data_registry"]["attr_name"] != "obsm"
-
     def _setup_arg(self, name: str) -> str | None:
         """The value of ``setup_anndata``'s argument ``name`` in the model's registry."""
         return self.registry_[_SETUP_ARGS][name]
@@ -286,7 +287,9 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
             self.registry_["field_registries"][CELL_FEATURES_KEY],
             self.summary_stats[f"n_{CELL_FEATURES_KEY}"],
         )
-        if self._reads_expression():  # also a loaded model's AnnData, which it did not train on
+        if reads_expression(
+            self.registry_
+        ):  # also a loaded model's AnnData, which it did not train on
             check_expression_scale(getattr(self, "expression_scale_", None), features)
         return features
 
@@ -365,8 +368,8 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         matrix = self._response_matrix()
         # the structures of the drugs it is trained on become part of the model
         self.drug_smiles_.update(self.adata.uns.get(SMILES_KEY, {}))
-        held_cells = self._named(holdout_cell_lines, self.adata.obs_names, "cell lines")
-        held_drugs = self._named(holdout_drugs, pd.Index(self.drugs), "drugs")
+        held_cells = holdout_mask(holdout_cell_lines, self.adata.obs_names, "cell lines")
+        held_drugs = holdout_mask(holdout_drugs, pd.Index(self.drugs), "drugs")
         values = matrix.to_numpy(np.float64)
         available = np.flatnonzero(~held_cells)
         measured = np.isfinite(values[available][:, ~held_drugs])
@@ -466,17 +469,6 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         """The model's cell lines x drugs response matrix, checked."""
         self.responses()  # raises with the fix if the matrix is missing or stale
         return self.adata.obsm[RESPONSES_KEY]
-
-    @staticmethod
-    def _named(names: Sequence[str] | None, known: pd.Index, what: str) -> np.ndarray:
-        """Bool mask over ``known`` of ``names``; an error naming those that are unknown."""
-        if names is None:
-            return np.zeros(len(known), dtype=bool)
-        names = [str(n) for n in names]
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise ValueError(f"Held-out {what} {listing(unknown)} are not in the data.")
-        return known.isin(names)
 
     # ------------------------------------------------------------------ prediction
     @torch.inference_mode()
