@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -151,9 +151,13 @@ def _read_args(path: Path) -> dict:
     return args
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path, folder: str) -> dict[str, torch.Tensor]:
+    """A plain state dict ``{name: tensor}`` from ``path``, read without pickled code.
+
+    ``folder`` names the kind of folder for the messages (e.g. ``"release folder"``).
+    """
     if not path.is_file():
-        raise FileNotFoundError(f"The release folder {path.parent} has no {WEIGHTS_FILE}.")
+        raise FileNotFoundError(f"The {folder} {path.parent} has no {path.name}.")
     try:
         # weights_only: a state dict needs no pickled code, and refusing code is the safe default
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -169,6 +173,53 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             "writes it."
         )
     return dict(state)
+
+
+def check_encoder_state(
+    encoder: Mapping[str, torch.Tensor],
+    expected: Mapping[str, tuple[int, ...]],
+    what: str = "checkpoint",
+    spelling: Callable[[str], str] = str,
+) -> None:
+    """Refuse a missing, misshapen, unaccounted-for or non-finite encoder weight.
+
+    Parameters
+    ----------
+    encoder
+        Encoder weights under this package's names.
+    expected
+        The shape of every weight the encoder described by ``args.json`` and ``vocab.json`` has.
+    what
+        The checkpoint's name in the messages (e.g. ``"scGPT checkpoint"``).
+    spelling
+        The checkpoint's own spelling of one of this package's keys, for the messages.
+    """
+    missing = [spelling(k) for k in expected if k not in encoder]
+    unexpected = [spelling(k) for k in encoder if k not in expected]
+    misshapen = [
+        f"{spelling(k)}: {tuple(encoder[k].shape)} (expected {expected[k]})"
+        for k in expected
+        if k in encoder and tuple(encoder[k].shape) != expected[k]
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing encoder keys: {listing(missing)}")
+    if misshapen:
+        problems.append(f"shapes that do not fit args.json / vocab.json: {listing(misshapen)}")
+    if unexpected:
+        problems.append(
+            "encoder keys that args.json does not account for (e.g. more layers than nlayers, "
+            f"or another value encoder than the continuous one): {listing(unexpected)}"
+        )
+    if problems:
+        raise ReleaseCheckpointError(
+            f"The {what} does not fit the encoder described by its args.json and vocab.json; "
+            + "; ".join(problems)
+            + ". Loading it anyway would give meaningless embeddings."
+        )
+    for key, tensor in encoder.items():
+        if not torch.isfinite(tensor).all():
+            raise ReleaseCheckpointError(f"The {what}'s {spelling(key)} holds NaN or inf values.")
 
 
 def canonical_encoder_state(
@@ -191,32 +242,7 @@ def canonical_encoder_state(
                 f"The checkpoint holds two different tensors for {name} (also stored as {key})."
             )
         encoder[name] = tensor
-    missing = [k for k in expected if k not in encoder]
-    unexpected = [k for k in encoder if k not in expected]
-    misshapen = [
-        f"{k}: {tuple(encoder[k].shape)} (expected {expected[k]})"
-        for k in expected
-        if k in encoder and tuple(encoder[k].shape) != expected[k]
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing encoder keys: {listing(missing)}")
-    if misshapen:
-        problems.append(f"shapes that do not fit args.json / vocab.json: {listing(misshapen)}")
-    if unexpected:
-        problems.append(
-            f"encoder keys that args.json does not account for (e.g. more layers than "
-            f"nlayers): {listing(unexpected)}"
-        )
-    if problems:
-        raise ReleaseCheckpointError(
-            "The checkpoint does not fit the CancerGPT encoder described by its args.json and "
-            "vocab.json; " + "; ".join(problems) + ". Loading it anyway would give meaningless "
-            "embeddings."
-        )
-    for key, tensor in encoder.items():
-        if not torch.isfinite(tensor).all():
-            raise ReleaseCheckpointError(f"The checkpoint's {key} holds NaN or inf values.")
+    check_encoder_state(encoder, expected)
     return encoder, ignored
 
 
@@ -239,7 +265,7 @@ def read_release_checkpoint(model_dir: str | PathLike) -> ReleaseCheckpoint:
         raise FileNotFoundError(f"No release folder at {model_dir}.")
     args = _read_args(model_dir / ARGS_FILE)
     vocab = GeneVocab.from_json(model_dir / VOCAB_FILE)
-    state = _read_weights(model_dir / WEIGHTS_FILE)
+    state = read_state_dict(model_dir / WEIGHTS_FILE, "release folder")
     expected = {
         key: tuple(tensor.shape)
         for key, tensor in release_encoder(args, vocab.size).state_dict().items()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -35,6 +34,8 @@ from ._checkpoint import (
     VOCAB_FILE,
     WEIGHTS_FILE,
     ReleaseCheckpointError,
+    check_encoder_state,
+    read_state_dict,
     release_encoder,
 )
 
@@ -220,26 +221,6 @@ def _read_vocab(path: Path) -> GeneVocab:
         raise ReleaseCheckpointError(f"{path}: {err}") from err
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"The scGPT folder {path.parent} has no {SCGPT_WEIGHTS_FILE}.")
-    try:
-        # weights_only: a state dict needs no pickled code, and refusing code is the safe default
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for unreadable / unsafe files
-        raise ReleaseCheckpointError(
-            f"{path} could not be read as a torch state dict of tensors ({err})."
-        ) from err
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise ReleaseCheckpointError(
-            f"{path} must hold a plain state dict {{name: tensor}}, as scGPT saves "
-            "model.state_dict()."
-        )
-    return dict(state)
-
-
 def _scgpt_name(key: str) -> str:
     """scGPT's (torch) spelling of one of this package's encoder keys, for messages."""
     if key.startswith("gene_encoder."):
@@ -248,40 +229,6 @@ def _scgpt_name(key: str) -> str:
         key = "transformer_encoder." + key.removeprefix("encoder.")
         return re.sub(r"in_proj_(weight|bias)$", r"in_proj_\1 (or Wqkv.\1)", key)
     return key
-
-
-def _check_encoder(
-    encoder: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]
-) -> None:
-    """Refuse a missing, misshapen, unaccounted-for or non-finite encoder weight."""
-    missing = [_scgpt_name(k) for k in expected if k not in encoder]
-    unexpected = [_scgpt_name(k) for k in encoder if k not in expected]
-    misshapen = [
-        f"{_scgpt_name(k)}: {tuple(encoder[k].shape)} (expected {expected[k]})"
-        for k in expected
-        if k in encoder and tuple(encoder[k].shape) != expected[k]
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing encoder keys: {listing(missing)}")
-    if misshapen:
-        problems.append(f"shapes that do not fit args.json / vocab.json: {listing(misshapen)}")
-    if unexpected:
-        problems.append(
-            "encoder keys that args.json does not account for (e.g. more layers than nlayers, "
-            f"or another value encoder than the continuous one): {listing(unexpected)}"
-        )
-    if problems:
-        raise ReleaseCheckpointError(
-            "The scGPT checkpoint does not fit the encoder described by its args.json and "
-            "vocab.json; " + "; ".join(problems) + ". Loading it anyway would give meaningless "
-            "embeddings."
-        )
-    for key, tensor in encoder.items():
-        if not torch.isfinite(tensor).all():
-            raise ReleaseCheckpointError(
-                f"The scGPT checkpoint's {_scgpt_name(key)} holds NaN or inf values."
-            )
 
 
 def _warn_extra_keys(extra: list[str], stacklevel: int) -> None:
@@ -336,7 +283,7 @@ def read_scgpt_checkpoint(model_dir: str | PathLike, stacklevel: int = 1) -> ScG
         raise FileNotFoundError(f"No scGPT folder at {model_dir}.")
     args = _read_args(model_dir / ARGS_FILE)
     vocab = _read_vocab(model_dir / VOCAB_FILE)
-    state = _read_weights(model_dir / SCGPT_WEIGHTS_FILE)
+    state = read_state_dict(model_dir / SCGPT_WEIGHTS_FILE, "scGPT folder")
     extra = [key for key in state if not key.startswith(_ENCODER_PREFIXES)]
     renamed = {scgpt_key(k): v for k, v in state.items() if k.startswith(_ENCODER_PREFIXES)}
     if len(renamed) < len(state) - len(extra):
@@ -348,7 +295,7 @@ def read_scgpt_checkpoint(model_dir: str | PathLike, stacklevel: int = 1) -> ScG
         key: tuple(tensor.shape)
         for key, tensor in release_encoder(args, vocab.size).state_dict().items()
     }
-    _check_encoder(renamed, expected)
+    check_encoder_state(renamed, expected, "scGPT checkpoint", _scgpt_name)
     if extra:
         _warn_extra_keys(extra, stacklevel + 1)
     return ScGPTCheckpoint(args=args, vocab=vocab, encoder_state=renamed, extra_keys=extra)
