@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from os import PathLike
-from pathlib import Path
 from typing import Self
 
 import anndata as ad
@@ -17,15 +16,14 @@ from cancergpt_scvi.pretrained import file_sha256, locate_pretrained
 from cancergpt_scvi.release import (
     CANCERGPT_LAYOUT,
     SCGPT_LAYOUT,
-    ReleaseCheckpointError,
     checkpoint_layout,
-    encoder_modules,
     read_release_checkpoint,
     release_token_genes,
 )
 
 from ._gene_alignment import MIN_GENE_SHARE, percent, report_gene_share
 from ._mudata import RNA_MODALITY, rna_modality
+from ._pretrained_encoder import install_pretrained_encoder
 from ._scgpt_pretrained import load_scgpt_pretrained
 
 
@@ -199,27 +197,20 @@ class PretrainedWeightsMixin:
             token_genes=[str(g) for g in adata.var_names[chosen]],
             gene_selection="fixed",
             eval_binning=binning,
+            # replaced by the checkpoint's weights at once: the PCA start would be wasted work
+            gene_embedding_init="random",
             **config,
         )
-        try:  # strict: a drift of our module's names must not leave weights unplaced
-            encoder_modules(model.module).load_state_dict(checkpoint.encoder_state, strict=True)
-        except RuntimeError as err:
-            raise ReleaseCheckpointError(f"Encoder weights not placed: {err}") from err
         weights = replace(weights, sha256=file_sha256(model_dir / weights.weights_file))
         ties = "ties drawn at random, seed= fixes them" if binning == "release" else "ties centred"
         within = "" if batch_key is None else f" within each {batch_key!r}"
-        model._model_summary_string += (
+        summary = (
             f"; {filled} ({percent(len(chosen), n_slots)})\n{weights.describe()}\n"
             f"tokens (release rule): <cls>, then the {len(chosen)} highly variable vocabulary "
             f"genes (scanpy cell_ranger{within}), values binned by each cell's quantiles into "
             f"{config['n_bins']} bins ({binning!r}: {ties})"
         )
-        model.pretrained_weights_ = weights
-        model.module.eval()
-        model.is_trained_ = True
-        model.pretrained_from_ = str(Path(model_dir).resolve())
-        model.pretrained_layout_ = CANCERGPT_LAYOUT
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        model.to_device(device)
+        install_pretrained_encoder(
+            model, checkpoint.encoder_state, weights, CANCERGPT_LAYOUT, summary, device
+        )
         return model

@@ -14,12 +14,11 @@ from cancergpt_scvi.data import BinningMode
 from cancergpt_scvi.pretrained import PretrainedWeights, file_sha256
 from cancergpt_scvi.release import (
     SCGPT_LAYOUT,
-    ReleaseCheckpointError,
-    encoder_modules,
     read_scgpt_checkpoint,
 )
 
 from ._gene_alignment import percent, report_gene_share
+from ._pretrained_encoder import install_pretrained_encoder
 
 if TYPE_CHECKING:
     from ._cancergpt import CancerGPTModel
@@ -82,10 +81,6 @@ def load_scgpt_pretrained(
         gene_embedding_init="random",
         **checkpoint.module_kwargs,
     )
-    try:  # strict: a drift of our module's names must not leave weights unplaced
-        encoder_modules(model.module).load_state_dict(checkpoint.encoder_state, strict=True)
-    except RuntimeError as err:
-        raise ReleaseCheckpointError(f"Encoder weights not placed: {err}") from err
     if weights is None:
         weights = PretrainedWeights(folder=Path(model_dir), source=str(Path(model_dir).resolve()))
     weights = replace(
@@ -95,19 +90,14 @@ def load_scgpt_pretrained(
         sha256=file_sha256(Path(model_dir) / "best_model.pt"),
     )
     n_slots = checkpoint.module_kwargs.get("max_seq_len", 1200) - 1
-    model._model_summary_string += (
+    summary = (
         f"; {SCGPT_LAYOUT} checkpoint, {found} ({percent(n_in_vocab, adata.n_vars)})\n"
         f"{weights.describe()}\n"
         f"tokens (scGPT rule): <cls>, then each cell's non-zero vocabulary genes in var order "
         f"(a random subset of {n_slots} when more; seed= fixes it), values binned by the "
         "cell's quantiles of its non-zero values"
     )
-    model.pretrained_weights_ = weights
-    model.module.eval()
-    model.is_trained_ = True
-    model.pretrained_from_ = str(Path(model_dir).resolve())
-    model.pretrained_layout_ = SCGPT_LAYOUT
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to_device(device)
+    install_pretrained_encoder(
+        model, checkpoint.encoder_state, weights, SCGPT_LAYOUT, summary, device
+    )
     return model
