@@ -8,13 +8,15 @@ import pickle
 from pathlib import Path
 
 import anndata as ad
+import mudata
 import pandas as pd
+from mudata import MuData
 
 from cancergpt_scvi.model import CancerGPTModel, expression_layer
 from cancergpt_scvi.pretrained import registered_models
 
 from ._atomic_output import remove_stale_temporaries, write_atomically
-from ._mudata_input import check_output_format, is_h5mu, read_h5mu, rna_cells
+from ._mudata_input import check_output_format, is_h5mu, rna_cells
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ def embed_file(
     remove_stale_temporaries(out_path.parent)
 
     # data: what is written back (an AnnData, or a MuData whose RNA modality is embedded)
-    data = read_h5mu(in_path) if mudata_input else _read_h5ad(in_path)
+    data = _read_input(in_path, mudata_input)
     if key in data.obsm:
         if not overwrite:
             raise ValueError(
@@ -172,15 +174,16 @@ def _check_obsm_key(key: str) -> None:
         )
 
 
-def _read_h5ad(path: Path) -> ad.AnnData:
-    """Read an h5ad file; a file that is not one is refused with a message naming it."""
+def _read_input(path: Path, h5mu: bool) -> ad.AnnData | MuData:
+    """Read an h5ad (or h5mu) file; a file that is not one is refused with a message naming it."""
+    kind, package = ("h5mu", "mudata") if h5mu else ("h5ad", "anndata")
     try:
-        return ad.read_h5ad(path)
+        return mudata.read_h5mu(path) if h5mu else ad.read_h5ad(path)
     except (OSError, KeyError, TypeError, ValueError) as err:
         # h5py says "file signature not found" for a CSV, a truncated file and the like
         raise ValueError(
-            f"{path} is not a readable .h5ad file ({type(err).__name__}: {err}); expected an "
-            "AnnData file written by anndata's write_h5ad."
+            f"{path} is not a readable .{kind} file ({type(err).__name__}: {err}); expected a "
+            f"file written by {package}'s write_{kind}."
         ) from err
 
 

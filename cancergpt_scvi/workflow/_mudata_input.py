@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import anndata as ad
-import mudata
 from mudata import MuData
 
 from cancergpt_scvi.model import RNA_MODALITY, CancerGPTModel, registered_rna_modality, rna_modality
@@ -34,17 +33,6 @@ def check_output_format(in_path: Path, out_path: Path) -> None:
             f"The input {in_path.name} is a {kind} file and is written as one; give an output "
             f"path ending in {suffix}, e.g. {out_path.with_suffix(suffix)}."
         )
-
-
-def read_h5mu(path: Path) -> MuData:
-    """Read a MuData file; a file that is not one is refused with a message naming it."""
-    try:
-        return mudata.read_h5mu(path)
-    except (OSError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(
-            f"{path} is not a readable .h5mu file ({type(err).__name__}: {err}); expected a "
-            "MuData file written by mudata's write_h5mu."
-        ) from err
 
 
 def rna_cells(mdata: MuData, model: CancerGPTModel | None, modality: str | None) -> ad.AnnData:
