@@ -55,3 +55,15 @@ def trained_model(atlas):
     # the adversary on (the library's default is off), so its mechanics are exercised
     model.train(max_epochs=4, batch_size=64, adversarial_weight=0.003, enable_progress_bar=False)
     return model
+
+
+def input_cells(model, n_obs: int):
+    """The first ``n_obs`` of a model's cells as a user's file holds them: X, obs and var only.
+
+    Tests share ``trained_model``; what one test stores in its ``adata.obsm`` must not reach
+    another test's input file.
+    """
+    import anndata as ad
+
+    cells = model.adata[:n_obs]
+    return ad.AnnData(X=cells.X.copy(), obs=cells.obs.copy(), var=cells.var.copy())

@@ -16,13 +16,13 @@ import pytest
 from cancergpt_scvi.cli import main
 from cancergpt_scvi.workflow import embed_file
 from cancergpt_scvi.workflow._atomic_output import temporary_name, write_atomically
-from tests.conftest import TINY
+from tests.conftest import TINY, input_cells
 
 
 def test_embed_command_writes_the_embedding_and_never_clobbers(trained_model, tmp_path, capsys):
     model_dir = tmp_path / "model"
     trained_model.save(model_dir, overwrite=True)
-    cells = trained_model.adata[:40].copy()
+    cells = input_cells(trained_model, 40)
     cells.write_h5ad(tmp_path / "in.h5ad")
     out = tmp_path / "out.h5ad"
 
@@ -74,7 +74,7 @@ def saved(trained_model, tmp_path_factory):
     """A saved model folder and an input file of 40 of its cells."""
     folder = tmp_path_factory.mktemp("cli")
     trained_model.save(folder / "model", overwrite=True)
-    trained_model.adata[:40].copy().write_h5ad(folder / "in.h5ad")
+    input_cells(trained_model, 40).write_h5ad(folder / "in.h5ad")
     return folder
 
 

@@ -59,7 +59,7 @@ def test_adversary_is_off_by_default_but_discriminators_still_report(atlas):
 
 
 def test_embedding_is_normalised_deterministic_and_usable_by_scanpy(trained_model):
-    adata = trained_model.adata
+    adata = trained_model.adata.copy()  # the shared fixture's cells stay as set up
     z = trained_model.get_latent_representation(progress_bar=False)
     assert z.shape == (adata.n_obs, TINY["embed_dim"]) and z.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)

