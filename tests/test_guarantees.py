@@ -125,15 +125,17 @@ def test_genes_sharing_a_symbol_are_refused_on_every_path(trained_model, atlas):
     dup.var_names = names
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # anndata's own non-unique warning
+        CancerGPTModel.setup_anndata(dup)
         with pytest.raises(ValueError, match=rf"more than one column of var_names: {names[0]}"):
-            CancerGPTModel.setup_anndata(dup)
+            CancerGPTModel(dup, **TINY)
         with pytest.raises(ValueError, match=rf"{names[0]}.*var_names_make_unique"):
             embed(trained_model, dup)
     by_symbol = atlas.copy()
     by_symbol.var["symbol"] = list(by_symbol.var_names)
     by_symbol.var.iloc[3, by_symbol.var.columns.get_loc("symbol")] = by_symbol.var_names[2]
+    CancerGPTModel.setup_anndata(by_symbol, gene_symbols_key="symbol")
     with pytest.raises(ValueError, match=r"adata.var\['symbol'\].*duplicated"):
-        CancerGPTModel.setup_anndata(by_symbol, gene_symbols_key="symbol")
+        CancerGPTModel(by_symbol, **TINY)
 
 
 # --- data changed after setup ---------------------------------------------------------------

@@ -303,6 +303,29 @@ def test_a_vocabulary_without_the_data_genes_is_refused(release):
         CancerGPTModel.load_pretrained(release, adata)
 
 
+def test_a_symbol_repeated_outside_the_vocabulary_is_let_be(release):
+    adata = make_cells(n_cells=20)
+    expected = CancerGPTModel.load_pretrained(
+        release, adata.copy(), binning="deterministic"
+    ).get_latent_representation(progress_bar=False)
+    names = list(adata.var_names)
+    others = [i for i, g in enumerate(names) if g.startswith("OTHER")]
+    names[others[1]] = names[others[0]]  # a repeat the release never reads
+    repeated = adata.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # anndata's own non-unique warning
+        repeated.var_names = names
+        model = CancerGPTModel.load_pretrained(release, repeated, binning="deterministic")
+    np.testing.assert_allclose(model.get_latent_representation(progress_bar=False), expected)
+    in_vocab = [i for i, g in enumerate(names) if g.startswith("GENE")]
+    names[in_vocab[1]] = names[in_vocab[0]]  # a repeat it would read: refused by name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        repeated.var_names = names
+        with pytest.raises(ValueError, match=rf"{names[in_vocab[0]]}.*var_names_make_unique"):
+            CancerGPTModel.load_pretrained(release, repeated)
+
+
 def test_a_folder_without_args_json_is_refused(tmp_path):
     folder = write_release(tmp_path / "r")
     (folder / "args.json").unlink()

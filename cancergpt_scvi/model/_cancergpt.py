@@ -149,7 +149,10 @@ class CancerGPTModel(
             vocab = GeneVocab(vocab)
         self.vocab = vocab
         if adata is not None:
-            ids = vocab.match(adata, self.registry_["setup_args"]["gene_symbols_key"])
+            key = self.registry_["setup_args"]["gene_symbols_key"]
+            ids = vocab.match(adata, key)
+            # checked here, where the vocabulary is known: a repeat outside it is never read
+            check_unique_genes(gene_symbols(adata, key)[ids >= 0], key)
         else:
             ids = np.full(len(symbols), -1)
         if token_genes is not None and adata is not None:
@@ -280,7 +283,6 @@ class CancerGPTModel(
                 f"gene_symbols_key={gene_symbols_key!r} is not a column of adata.var "
                 f"(columns: {list(adata.var.columns)})."
             )
-        check_unique_genes(gene_symbols(adata, gene_symbols_key), gene_symbols_key)
         anndata_fields = [
             LayerField(X_KEY, layer, is_count_data=False),
             CategoricalObsField(BATCH_KEY, batch_key),

@@ -14,8 +14,6 @@ from cancergpt_scvi._listing import listing
 from cancergpt_scvi.data import (
     check_categorical_obs,
     check_expression,
-    check_unique_genes,
-    gene_symbols,
 )
 
 #: The modality a MuData's expression is read from unless told otherwise.
@@ -243,7 +241,6 @@ class MuDataSetupMixin:
                 f"gene_symbols_key={gene_symbols_key!r} is not a column of "
                 f"mdata[{mapped['rna_layer']!r}].var (columns: {list(rna.var.columns)})."
             )
-        check_unique_genes(gene_symbols(rna, gene_symbols_key), gene_symbols_key)
         keys = {"batch_key": batch_key, "technology_key": technology_key, "tissue_key": tissue_key}
         mudata_fields = [
             MuDataLayerField(
