@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "cancergpt_scvi"
 FILES = sorted(PACKAGE.rglob("*.py"))
 #: The package's own private top-level modules, shared by every subpackage.
-SHARED_PRIVATE = {"_argument_types", "_constants", "_extras", "_listing", "_saving"}
+SHARED_PRIVATE = {"_argument_types", "_constants", "_extras", "_listing", "_loading", "_saving"}
 #: Subpackages that the comparisons against baselines build on, never the other way.
 BELOW_BENCHMARK = ("survival", "drug_response", "annotation", "model", "data", "datasets")
 MAX_LINES = 600

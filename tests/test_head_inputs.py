@@ -155,3 +155,23 @@ def test_microarray_z_scores_are_refused(trained_model, atlas):
     assert np.isfinite(
         embed_bulk(trained_model, shifted, kind="microarray", progress_bar=False)
     ).all()
+
+
+# --- load(adata=) with other genes: the fix is named -------------------------------------------
+@pytest.mark.parametrize("head", ["survival", "drug"])
+def test_load_with_fewer_genes_names_the_fix(head, survival, drug, tmp_path):
+    model, adata = survival if head == "survival" else drug
+    model.save(tmp_path / "head")
+    fewer = (model.adata if head == "drug" else adata)[:, 1:].copy()
+    method = "predict_risk" if head == "survival" else "predict"
+    with pytest.raises(ValueError, match=rf"genes are not the model's.*model\.{method}\(adata"):
+        type(model).load(tmp_path / "head", adata=fewer)
+    # the advice holds: loaded without data, the head predicts on the full-gene data
+    loaded = type(model).load(tmp_path / "head")
+    if head == "survival":
+        with pytest.raises(ValueError, match=r"loaded without data.*predict_risk\(adata\)"):
+            loaded.predict_risk()
+        np.testing.assert_allclose(loaded.predict_risk(adata), model.predict_risk(adata))
+    else:
+        new = drug[1]
+        pd.testing.assert_frame_equal(loaded.predict(adata=new), model.predict(adata=new))

@@ -25,6 +25,7 @@ from scvi.train import TrainingPlan, TrainRunner
 
 from cancergpt_scvi._constants import EMBEDDING_KEY, LABELS_KEY, X_KEY
 from cancergpt_scvi._listing import listing
+from cancergpt_scvi._loading import ExplainedLoadMixin
 from cancergpt_scvi._saving import WholeFolderSaveMixin
 from cancergpt_scvi.data import holds_counts
 from cancergpt_scvi.model import CancerGPTModel
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 _ENCODER_FOLDER = "encoder"
 
 
-class CellStateModel(WholeFolderSaveMixin, BaseModelClass):
+class CellStateModel(ExplainedLoadMixin, WholeFolderSaveMixin, BaseModelClass):
     """A cell-state head: a classifier of annotated states on CancerGPT cell embeddings.
 
     Trained on a reference whose cells carry labels (e.g. MES-, AC-, OPC-, NPC-like), it
@@ -77,6 +78,8 @@ class CellStateModel(WholeFolderSaveMixin, BaseModelClass):
     >>> query.obsm["X_cancergpt"] = model.get_latent_representation(query)
     >>> query.obs["state_pred"] = head.predict(query)
     """
+
+    _other_data = "Load it without adata and call model.predict(adata) on other cells."
 
     _module_cls = CellStateModule
     _data_splitter_cls = DataSplitter

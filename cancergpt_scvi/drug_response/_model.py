@@ -20,6 +20,7 @@ from sklearn.linear_model import RidgeCV
 from cancergpt_scvi._argument_types import names_list
 from cancergpt_scvi._constants import CELL_FEATURES_KEY, RESPONSE_KEY
 from cancergpt_scvi._listing import listing
+from cancergpt_scvi._loading import ExplainedLoadMixin
 from cancergpt_scvi._saving import WholeFolderSaveMixin
 from cancergpt_scvi.data import check_expression_scale, expression_scale
 from cancergpt_scvi.train import BestWeights, validation_split
@@ -49,7 +50,7 @@ _SETUP_ARGS = "setup_args"
 _TABLE_KEYS = ("cell_line_key", "drug_key", "response_key")
 
 
-class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
+class DrugResponseModel(ExplainedLoadMixin, WholeFolderSaveMixin, BaseModelClass):
     """Drug response (ln IC50, AUC, ...) of cell lines to drugs, for unseen cell lines and drugs.
 
     Cell lines are the observations of the AnnData; their responses (a cell lines x drugs
@@ -91,6 +92,8 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
     >>> model.train()
     >>> model.predict(cell_lines=["CL0001"], drugs=["Erlotinib", "Olaparib"])
     """
+
+    _other_data = "Load it without adata; model.predict(adata=...) matches genes by name."
 
     _module_cls = DrugResponseModule
 
@@ -560,15 +563,12 @@ class DrugResponseModel(WholeFolderSaveMixin, BaseModelClass):
         """Cell lines x ``queries`` predictions; drugs outside training from their neighbours."""
         self.module.eval()
         trained = self.module.trained_drugs.cpu().numpy()
-        chunks = [
-            self.module(
-                {CELL_FEATURES_KEY: torch.from_numpy(features[k : k + batch_size])},
-                compute_loss=False,
-            )[1]["prediction"]
-            .cpu()
-            .numpy()
-            for k in range(0, len(features), batch_size)
-        ]
+
+        def head(rows: np.ndarray) -> np.ndarray:
+            inputs = {CELL_FEATURES_KEY: torch.from_numpy(rows)}
+            return self.module(inputs, compute_loss=False)[1]["prediction"].cpu().numpy()
+
+        chunks = [head(features[k : k + batch_size]) for k in range(0, len(features), batch_size)]
         predicted = np.concatenate(chunks) if chunks else np.zeros((0, len(trained)), np.float32)
         drugs = self.drugs
         trained_columns = np.flatnonzero(trained)

@@ -23,6 +23,7 @@ from scvi.utils import setup_anndata_dsp
 from cancergpt_scvi._argument_types import check_whole_number
 from cancergpt_scvi._constants import BATCH_KEY, DOMAIN_KEYS, TECHNOLOGY_KEY, TISSUE_KEY, X_KEY
 from cancergpt_scvi._listing import listing
+from cancergpt_scvi._loading import check_load_device, explained_transfer_errors
 from cancergpt_scvi._saving import WholeFolderSaveMixin
 from cancergpt_scvi.data import (
     GeneVocab,
@@ -37,13 +38,19 @@ from cancergpt_scvi.train import CancerGPTTrainingPlan, OversamplingDataSplitter
 
 from ._adaptation import QueryAdaptationMixin
 from ._embedding import CellEmbeddingMixin
-from ._load_target import check_load_device, explained_transfer_errors
 from ._mudata import MuDataSetupMixin, expression_layer, refuse_mudata
 from ._presets import PRESETS
 from ._pretrained import PretrainedWeightsMixin
 from ._saved_model import readable_saved_model, saved_model_weights
 
 logger = logging.getLogger(__name__)
+
+
+#: How a saved model embeds data it cannot attach at ``load``.
+OTHER_DATA = (
+    "To embed other data, load the model without adata and call "
+    "model.get_latent_representation(adata), which matches genes by symbol and needs no setup."
+)
 
 
 class CancerGPTModel(
@@ -480,7 +487,7 @@ class CancerGPTModel(
         path = Path(dir_path)
         check_load_device(kwargs)
         weights = saved_model_weights(path, kwargs.get("prefix"))
-        with readable_saved_model(weights), explained_transfer_errors():
+        with readable_saved_model(weights), explained_transfer_errors(OTHER_DATA):
             return super().load(str(path), adata=adata, **kwargs)
 
     def _save_extras(self, folder: Path, overwrite: bool) -> None:

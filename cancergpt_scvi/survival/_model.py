@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from cancergpt_scvi._constants import CAT_COVS_KEY, CONT_COVS_KEY, DURATION_KEY, EVENT_KEY, X_KEY
 from cancergpt_scvi._extras import require
+from cancergpt_scvi._loading import ExplainedLoadMixin
 from cancergpt_scvi._saving import WholeFolderSaveMixin
 from cancergpt_scvi.data import (
     cell_indices,
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from ._tuning import Scoring
 
 
-class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
+class SurvivalModel(ExplainedLoadMixin, WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
     """Cox proportional-hazards model of patient survival on sample features.
 
     The features are a sample embedding (e.g. CancerGPT embeddings of bulk tumour RNA from
@@ -102,6 +103,8 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         partial-likelihood deviance, glmnet's default for Cox models, smooth in the penalty
         and stable on small folds, needs no extra) or ``"c_index"`` (Harrell's C; needs the
         ``[survival]`` extra). See :func:`~cancergpt_scvi.survival.tune_cox_penalty`.
+    registry
+        Registry of a saved model (used by :meth:`load` without AnnData).
 
     Attributes
     ----------
@@ -139,6 +142,8 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
     >>> model.alpha_, model.alpha_path_
     """
 
+    _other_data = "Load it without adata; model.predict_risk(adata) matches genes by name."
+
     _module_cls = CoxPHModule
     _data_splitter_cls = DataSplitter
     _training_plan_cls = TrainingPlan
@@ -146,7 +151,7 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
 
     def __init__(
         self,
-        adata: ad.AnnData,
+        adata: ad.AnnData | None = None,
         n_hidden: int | None = None,
         n_layers: int = 1,
         dropout_rate: float = 0.1,
@@ -157,8 +162,9 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         alpha_min_ratio: float = 1e-4,
         cv_folds: int = 5,
         cv_scoring: Scoring = "deviance",
+        registry: dict | None = None,
     ):
-        super().__init__(adata)
+        super().__init__(adata, registry)
         self._alpha_grid = check_alpha(alpha)
         if cv_scoring not in ("deviance", "c_index"):
             raise ValueError(f"cv_scoring must be 'deviance' or 'c_index', got {cv_scoring!r}.")
@@ -172,18 +178,20 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         self.alpha_min_ratio = alpha_min_ratio
         self.cv_folds = cv_folds
         self.cv_scoring: Scoring = cv_scoring
-        x = self.adata_manager.get_from_registry(X_KEY)
-        check_no_constant_columns(x, self._feature_names())
+        # sizes from the registry, so that a saved model loads without its data
+        fields = self.registry_["field_registries"]
+        n_input = len(fields[X_KEY]["state_registry"]["column_names"])
+        n_cont = int(self.summary_stats.get(f"n_{CONT_COVS_KEY}", 0))
+        cat_state = fields.get(CAT_COVS_KEY, {}).get("state_registry", {})
+        n_cats = list(cat_state.get("n_cats_per_key", [])) or None
         # the scale of expression features (counts, log, ...), checked on the samples scored
-        self.expression_scale_ = expression_scale(x) if self._reads_expression() else None
-        n_cont = 0
-        if CONT_COVS_KEY in self.adata_manager.data_registry:
-            n_cont = self.adata_manager.get_from_registry(CONT_COVS_KEY).shape[1]
-        n_cats = None
-        if CAT_COVS_KEY in self.adata_manager.data_registry:
-            n_cats = list(self.adata_manager.get_state_registry(CAT_COVS_KEY).n_cats_per_key)
+        self.expression_scale_ = None
+        if adata is not None:
+            x = self.adata_manager.get_from_registry(X_KEY)
+            check_no_constant_columns(x, self._feature_names())
+            self.expression_scale_ = expression_scale(x) if self._reads_expression() else None
         self.module = self._module_cls(
-            n_input=x.shape[1],
+            n_input=n_input,
             n_continuous_cov=n_cont,
             n_cats_per_cov=n_cats,
             n_hidden=n_hidden,
@@ -202,8 +210,8 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         else:
             penalty = f"alpha={alpha}"
         self._model_summary_string = (
-            f"SurvivalModel: Cox PH, {head} head on {x.shape[1]} features"
-            f" + {self.module.n_design - x.shape[1]} covariate columns, ties={ties}, "
+            f"SurvivalModel: Cox PH, {head} head on {n_input} features"
+            f" + {self.module.n_design - n_input} covariate columns, ties={ties}, "
             f"{penalty}, l1_ratio={l1_ratio}."
         )
         self.init_params_ = self._get_init_params(locals())
@@ -298,7 +306,7 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         return adata
 
     def _feature_names(self) -> np.ndarray:
-        args = self.adata_manager.registry["setup_args"]
+        args = self.registry_["setup_args"]
         if args["embedding_key"] is not None:
             return np.arange(self.adata_manager.get_from_registry(X_KEY).shape[1])
         return np.asarray(self.adata.var_names)
@@ -339,10 +347,15 @@ class SurvivalModel(WholeFolderSaveMixin, CoxTrainingMixin, BaseModelClass):
         self._check_if_trained(warn=False)
         if adata is not None and adata.n_obs == 0:
             raise ValueError("adata has no samples (n_obs == 0); pass the samples to score.")
+        if adata is None and self.adata is None:
+            raise ValueError(
+                "This model was loaded without data; pass the samples to score: "
+                "model.predict_risk(adata)."
+            )
         # expression is read by gene name, on the training data's scale
         adata = self._matched_expression(adata)
         if adata is not None:
-            adata = prediction_adata(adata, self.adata_manager.registry["setup_args"])
+            adata = prediction_adata(adata, self.registry_["setup_args"])
         adata = self._validate_anndata(adata)
         indices = cell_indices(indices, adata.n_obs)
         if indices is None:
