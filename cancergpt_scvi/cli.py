@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument(
         "--model",
         required=True,
-        help="Folder written by CancerGPTModel.save, or the name of a published model "
+        help="Folder written by CancerGPTModel.save; a folder of published weights (the "
+        "release's model.pth or scGPT's best_model.pt); or the name of a published model "
         "(cancergpt), downloaded into the cache ($CANCERGPT_SCVI_CACHE) on first use.",
     )
     embed.add_argument("--out", required=True, help="Output .h5ad file (.h5mu for an .h5mu input).")

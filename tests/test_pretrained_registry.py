@@ -268,6 +268,15 @@ def test_embed_command_takes_a_name(release_zip, server, cache, tmp_path, capsys
         written.obsm["X_cancergpt"], embedding(folder, cells.copy()), atol=1e-6
     )
     assert not any(c.startswith("_scvi") for c in written.obs.columns)
+    # the unzipped folder itself, as the docs' manual fallback passes it
+    by_folder = tmp_path / "by_folder.h5ad"
+    assert (
+        main(["embed", str(tmp_path / "in.h5ad"), "--model", str(folder), "--out", str(by_folder)])
+        == 0
+    )
+    np.testing.assert_allclose(
+        ad.read_h5ad(by_folder).obsm["X_cancergpt"], written.obsm["X_cancergpt"], atol=1e-6
+    )
 
     register_model("broken", server.url("/absent.zip"))
     args = ["embed", str(tmp_path / "in.h5ad"), "--model", "broken", "--out", str(tmp_path / "x")]

@@ -103,6 +103,18 @@ def checkpoint_layout(model_dir: str | PathLike) -> str:
     return SCGPT_LAYOUT if has_scgpt else CANCERGPT_LAYOUT
 
 
+def is_checkpoint_folder(path: str | PathLike) -> bool:
+    """Whether ``path`` is a folder with published weights: ``model.pth`` or ``best_model.pt``.
+
+    Parameters
+    ----------
+    path
+        Any path.
+    """
+    path = Path(path)
+    return (path / WEIGHTS_FILE).is_file() or (path / SCGPT_WEIGHTS_FILE).is_file()
+
+
 @dataclass
 class ScGPTCheckpoint:
     """The parts of an scGPT folder that the zero-shot encoder needs.

@@ -14,6 +14,7 @@ from mudata import MuData
 
 from cancergpt_scvi.model import CancerGPTModel, expression_layer
 from cancergpt_scvi.pretrained import registered_models
+from cancergpt_scvi.release import is_checkpoint_folder
 
 from ._atomic_output import remove_stale_temporaries, write_atomically
 from ._mudata_input import check_output_format, is_h5mu, rna_cells
@@ -48,11 +49,12 @@ def embed_file(
     in_path
         The ``.h5ad`` (or ``.h5mu``) file of the cells to embed.
     model_dir
-        A folder written by :meth:`~cancergpt_scvi.model.CancerGPTModel.save`, or the name of
-        a published model (e.g. ``"cancergpt"``, see
-        :func:`~cancergpt_scvi.pretrained.registered_models`), loaded with
-        :meth:`~cancergpt_scvi.model.CancerGPTModel.load_pretrained` (downloaded into the
-        cache on first use).
+        A folder written by :meth:`~cancergpt_scvi.model.CancerGPTModel.save`; or published
+        weights, loaded with :meth:`~cancergpt_scvi.model.CancerGPTModel.load_pretrained`:
+        the name of a published model (e.g. ``"cancergpt"``, see
+        :func:`~cancergpt_scvi.pretrained.registered_models`; downloaded into the cache on
+        first use), or a folder of the release's (``model.pth``) or scGPT's
+        (``best_model.pt``) layout.
     out_path
         The ``.h5ad`` (for an ``.h5mu`` input, ``.h5mu``) file to write: the input with the
         embedding in ``obsm[key]``.
@@ -92,11 +94,14 @@ def embed_file(
         The expression layer is not in the input, or an ``.h5mu`` input has no such RNA
         modality (the message names the ones it has).
     """
-    # a name of a published model, unless a path of that name exists
+    # published weights: a registered name (unless a path of that name exists), or a folder
+    # of the release's (model.pth) or scGPT's (best_model.pt) layout
     published = model_dir if isinstance(model_dir, str) and not Path(model_dir).exists() else None
     if published not in registered_models():
         published = None
     in_path, out_path, model_dir = Path(in_path), Path(out_path), Path(model_dir)
+    if published is None and not (model_dir / "model.pt").is_file():
+        published = model_dir if is_checkpoint_folder(model_dir) else None
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive number of cells, got {batch_size!r}.")
     _check_obsm_key(key)
@@ -104,9 +109,9 @@ def embed_file(
         raise FileNotFoundError(f"No input file at {in_path}.")
     if published is None and not (model_dir / "model.pt").is_file():
         raise FileNotFoundError(
-            f"{model_dir} is not a saved CancerGPT model folder (no model.pt) nor the name of "
-            f"a published model ({', '.join(sorted(registered_models()))}); save one with "
-            "CancerGPTModel.save(dir)."
+            f"{model_dir} is not a saved CancerGPT model folder (no model.pt), a folder of "
+            "published weights (model.pth or best_model.pt) nor the name of a published model "
+            f"({', '.join(sorted(registered_models()))}); save one with CancerGPTModel.save(dir)."
         )
     if out_path.is_dir():
         raise IsADirectoryError(
@@ -208,7 +213,7 @@ def _load_model(model_dir: Path) -> CancerGPTModel:
 
 
 def _load_published(
-    name: str, adata: ad.AnnData, in_path: Path, layer: str | None
+    name: str | Path, adata: ad.AnnData, in_path: Path, layer: str | None
 ) -> tuple[CancerGPTModel, ad.AnnData]:
     """A published model set up on the cells, which it reads from ``X`` or ``layer``."""
     source = None if layer in (None, "X") else layer
