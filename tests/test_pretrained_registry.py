@@ -153,6 +153,11 @@ def test_a_folder_model_names_its_folder_and_weights_hash(release_zip, cache):
     assert f"weights: {folder.resolve()} (layout: CancerGPT release)" in model.summary_string
     assert model_sha in model.summary_string and "('release': ties drawn" in model.summary_string
     assert leftovers(cache) == []  # a folder is read where it is
+    # saved and loaded, the model still says which weights it holds
+    model.save(cache.parent / "saved", overwrite=True)
+    loaded = CancerGPTModel.load(cache.parent / "saved")
+    assert loaded.summary_string == model.summary_string
+    assert loaded.pretrained_weights_ == model.pretrained_weights_
 
 
 @pytest.mark.parametrize("failure", ["truncated", "cut", "wrong_hash", "missing", "no_release"])

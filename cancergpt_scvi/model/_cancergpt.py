@@ -488,7 +488,10 @@ class CancerGPTModel(
         check_load_device(kwargs)
         weights = saved_model_weights(path, kwargs.get("prefix"))
         with readable_saved_model(weights), explained_transfer_errors(OTHER_DATA):
-            return super().load(str(path), adata=adata, **kwargs)
+            model = super().load(str(path), adata=adata, **kwargs)
+        # the weights and token rule of published weights, which the summary names
+        model._model_summary_string += getattr(model, "pretrained_summary_", "")
+        return model
 
     def _save_extras(self, folder: Path, overwrite: bool) -> None:
         """The vocabulary (``vocab.json``) beside the weights."""

@@ -25,8 +25,8 @@ def install_pretrained_encoder(
     """Load ``encoder_state`` strictly into ``model`` and mark it as published weights.
 
     The model is put in eval mode and marked trained; ``summary`` is appended to its summary;
-    ``pretrained_weights_``, ``pretrained_from_`` and ``pretrained_layout_`` say where the
-    weights came from; it is moved to ``device`` (``None``: a GPU when there is one).
+    ``pretrained_weights_``, ``pretrained_from_``, ``pretrained_layout_`` and
+    ``pretrained_summary_`` say where the weights came from (and are kept by ``save``); it is moved to ``device`` (``None``: a GPU when there is one).
 
     Raises
     ------
@@ -38,6 +38,8 @@ def install_pretrained_encoder(
     except RuntimeError as err:
         raise ReleaseCheckpointError(f"Encoder weights not placed: {err}") from err
     model._model_summary_string += summary
+    # kept by save (attributes ending in "_"), so that load can give the summary back
+    model.pretrained_summary_ = summary
     model.pretrained_weights_ = weights
     model.module.eval()
     model.is_trained_ = True
