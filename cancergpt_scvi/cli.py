@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, default=64, help="Cells per forward pass."
     )
     embed.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Seed of the random parts of a published model's token rule (ties, scGPT's gene "
+        "subset), so that runs agree (default 0).",
+    )
+    embed.add_argument(
         "--overwrite",
         action="store_true",
         help="Replace an existing output file and an existing obsm key of the input.",
@@ -135,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.overwrite,
                     args.layer,
                     args.modality,
+                    args.seed,
                 )
             print(f"wrote {args.out}")
     except Interrupted as err:

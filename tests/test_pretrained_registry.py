@@ -288,3 +288,18 @@ def test_embed_command_takes_a_name(release_zip, server, cache, tmp_path, capsys
     assert main(args) == 2
     err = capsys.readouterr().err
     assert server.url("/absent.zip") in err and "unzip it" in err
+
+
+def test_embed_command_is_reproducible_on_tied_counts(release_zip, tmp_path):
+    folder, _ = release_zip
+    make_cells(n_cells=40, counts=True).write_h5ad(tmp_path / "in.h5ad")  # counts tie
+
+    def run(name: str, *extra: str) -> np.ndarray:
+        out = tmp_path / name
+        args = ["embed", str(tmp_path / "in.h5ad"), "--model", str(folder), "--out", str(out)]
+        assert main([*args, *extra]) == 0
+        return ad.read_h5ad(out).obsm["X_cancergpt"]
+
+    first = run("a.h5ad")
+    np.testing.assert_array_equal(run("b.h5ad"), first)  # the default seed: runs agree
+    assert np.abs(run("c.h5ad", "--seed", "1") - first).max() > 1e-4  # ties drawn otherwise

@@ -26,7 +26,8 @@ def install_pretrained_encoder(
 
     The model is put in eval mode and marked trained; ``summary`` is appended to its summary;
     ``pretrained_weights_``, ``pretrained_from_``, ``pretrained_layout_`` and
-    ``pretrained_summary_`` say where the weights came from (and are kept by ``save``); it is moved to ``device`` (``None``: a GPU when there is one).
+    ``pretrained_summary_`` say where the weights came from (and are kept by ``save``); it
+    is moved to ``device`` (``None``: a GPU when there is one).
 
     Raises
     ------

@@ -31,6 +31,7 @@ def embed_file(
     overwrite: bool = False,
     layer: str | None = None,
     modality: str | None = None,
+    seed: int | None = 0,
 ) -> Path:
     """Read an h5ad, embed its cells with a saved or published model, write ``obsm[key]``.
 
@@ -71,6 +72,10 @@ def embed_file(
     modality
         The RNA modality of an ``.h5mu`` input; ``None``: the one the model was set up with
         (:meth:`~cancergpt_scvi.model.CancerGPTModel.setup_mudata`), else ``"rna"``.
+    seed
+        Seed of the random parts of a published model's token rule (tied values spread over
+        their bins, scGPT's subset of a cell's genes), so that runs agree; ``None``: drawn
+        afresh. Models with deterministic binning do not use it.
 
     Returns
     -------
@@ -159,7 +164,7 @@ def embed_file(
     else:
         adata = rna_cells(data, None, modality) if mudata_input else data
         model, cells = _load_published(published, adata, in_path, layer)
-    data.obsm[key] = model.get_latent_representation(cells, batch_size=batch_size)
+    data.obsm[key] = model.get_latent_representation(cells, batch_size=batch_size, seed=seed)
     write_atomically(data.write_h5mu if mudata_input else data.write_h5ad, out_path, overwrite)
     logger.info("Wrote %s with obsm[%r] of shape %s.", out_path, key, data.obsm[key].shape)
     return out_path
