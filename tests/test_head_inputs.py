@@ -169,9 +169,16 @@ def test_load_with_fewer_genes_names_the_fix(head, survival, drug, tmp_path):
     # the advice holds: loaded without data, the head predicts on the full-gene data
     loaded = type(model).load(tmp_path / "head")
     if head == "survival":
-        with pytest.raises(ValueError, match=r"loaded without data.*predict_risk\(adata\)"):
+        cohort = r"loaded without its training cohort.*load\(path, adata=cohort\)"
+        with pytest.raises(ValueError, match=cohort):
             loaded.predict_risk()
-        np.testing.assert_allclose(loaded.predict_risk(adata), model.predict_risk(adata))
+        new = adata.copy()
+        del new.obs["duration"], new.obs["event"]  # new patients: no outcomes
+        np.testing.assert_allclose(loaded.predict_risk(new), model.predict_risk(adata))
+        # the samples scored never become a cohort to train or evaluate on
+        for use in (loaded.predict_risk, loaded.concordance, loaded.risk_groups, loaded.train):
+            with pytest.raises(ValueError, match=cohort):
+                use()
     else:
         new = drug[1]
         pd.testing.assert_frame_equal(loaded.predict(adata=new), model.predict(adata=new))

@@ -317,6 +317,10 @@ def test_a_symbol_repeated_outside_the_vocabulary_is_let_be(release):
         repeated.var_names = names
         model = CancerGPTModel.load_pretrained(release, repeated, binning="deterministic")
     np.testing.assert_allclose(model.get_latent_representation(progress_bar=False), expected)
+    # and so does other data with that repeat (here a copy, not registered with the model)
+    np.testing.assert_allclose(
+        model.get_latent_representation(repeated.copy(), progress_bar=False), expected, atol=1e-6
+    )
     in_vocab = [i for i, g in enumerate(names) if g.startswith("GENE")]
     names[in_vocab[1]] = names[in_vocab[0]]  # a repeat it would read: refused by name
     with warnings.catch_warnings():

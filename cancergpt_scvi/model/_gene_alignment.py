@@ -136,7 +136,7 @@ def align_genes(
     Raises
     ------
     ValueError
-        Negative or non-finite expression, symbols repeated among the model's genes, or no
+        Negative or non-finite expression, symbols repeated among the model's token genes, or no
         token gene of the model in ``adata``. How many token genes were found (a share below
         :data:`MIN_GENE_SHARE` included) is for the caller to report,
         with :func:`report_gene_share`.
@@ -150,11 +150,14 @@ def align_genes(
     check_expression(adata, layer)
     symbols = gene_symbols(adata, gene_symbols_key)
     position = {g: i for i, g in enumerate(input_genes)}
-    # repeats among the model's genes would be summed into one token: refuse them
-    check_unique_genes(symbols[symbols.isin(input_genes)], gene_symbols_key)
+    # repeats among the model's token genes would be summed into one token: refuse them; a
+    # repeat of an input gene without a token (outside the vocabulary) is never read
+    ids = gene_ids.cpu().numpy()
+    tokens = [g for g, token in zip(input_genes, ids, strict=True) if token != pad_id]
+    check_unique_genes(symbols[symbols.isin(tokens)], gene_symbols_key)
     src = np.array([j for j, g in enumerate(symbols) if g in position], dtype=np.int64)
     dst = np.array([position[symbols[j]] for j in src], dtype=np.int64)
-    usable = gene_ids.cpu().numpy()[dst] != pad_id if len(dst) else []
+    usable = ids[dst] != pad_id if len(dst) else []
     n_found = int(np.sum(usable))
     if n_found == 0:
         raise ValueError(

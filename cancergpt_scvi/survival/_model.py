@@ -165,6 +165,9 @@ class SurvivalModel(ExplainedLoadMixin, WholeFolderSaveMixin, CoxTrainingMixin, 
         registry: dict | None = None,
     ):
         super().__init__(adata, registry)
+        # loaded without its cohort: scvi-tools adopts the first AnnData scored as the model's
+        # data (placeholder outcomes included), which must never train or evaluate it
+        self._scores_only = adata is None
         self._alpha_grid = check_alpha(alpha)
         if cv_scoring not in ("deviance", "c_index"):
             raise ValueError(f"cv_scoring must be 'deviance' or 'c_index', got {cv_scoring!r}.")
@@ -311,8 +314,19 @@ class SurvivalModel(ExplainedLoadMixin, WholeFolderSaveMixin, CoxTrainingMixin, 
             return np.arange(self.adata_manager.get_from_registry(X_KEY).shape[1])
         return np.asarray(self.adata.var_names)
 
+    def _require_cohort(self) -> None:
+        """Refuse work on the training cohort when the model was loaded without it."""
+        if self._scores_only:
+            raise ValueError(
+                "This model was loaded without its training cohort (SurvivalModel.load(path)): "
+                "it scores new samples, model.predict_risk(adata), and nothing else. To train, "
+                "cross-validate, evaluate or stratify, load it with the cohort: "
+                "SurvivalModel.load(path, adata=cohort)."
+            )
+
     def _outcome(self) -> tuple[np.ndarray, np.ndarray]:
         """Registered durations and event indicators (1 = event), as floats."""
+        self._require_cohort()
         d = np.asarray(self.adata_manager.get_from_registry(DURATION_KEY), float).ravel()
         e = np.asarray(self.adata_manager.get_from_registry(EVENT_KEY), float).ravel()
         return d, e
@@ -347,11 +361,8 @@ class SurvivalModel(ExplainedLoadMixin, WholeFolderSaveMixin, CoxTrainingMixin, 
         self._check_if_trained(warn=False)
         if adata is not None and adata.n_obs == 0:
             raise ValueError("adata has no samples (n_obs == 0); pass the samples to score.")
-        if adata is None and self.adata is None:
-            raise ValueError(
-                "This model was loaded without data; pass the samples to score: "
-                "model.predict_risk(adata)."
-            )
+        if adata is None:
+            self._require_cohort()
         # expression is read by gene name, on the training data's scale
         adata = self._matched_expression(adata)
         if adata is not None:
@@ -496,6 +507,7 @@ class SurvivalModel(ExplainedLoadMixin, WholeFolderSaveMixin, CoxTrainingMixin, 
         -------
         Ordered categorical Series indexed by ``obs_names``.
         """
+        self._require_cohort()
         if source == "cv":
             if self.oof_risk_percentile_ is None:
                 raise RuntimeError(

@@ -31,8 +31,9 @@ class CoxTrainingMixin:
     Full-batch training with scvi-tools' ``DataSplitter``, ``TrainingPlan`` and
     ``TrainRunner``, after the penalty is chosen by inner cross-validation along a path fitted
     outside the Lightning loop. The model provides ``module`` (a
-    :class:`~cancergpt_scvi.survival.CoxPHModule`), ``_outcome()`` and its penalty setting
-    (``_alpha_grid``, ``cv_folds``, ``cv_scoring``, ``n_alphas``, ``alpha_min_ratio``).
+    :class:`~cancergpt_scvi.survival.CoxPHModule`), ``_outcome()``, ``_require_cohort()`` and
+    its penalty setting (``_alpha_grid``, ``cv_folds``, ``cv_scoring``, ``n_alphas``,
+    ``alpha_min_ratio``).
     """
 
     @torch.inference_mode()
@@ -89,6 +90,7 @@ class CoxTrainingMixin:
         -------
         The chosen penalty and the cross-validation curve (see ``alpha_path_``).
         """
+        self._require_cohort()
         if self._alpha_grid is None:
             raise RuntimeError("This model has a fixed alpha; pass alpha='cv' or a list to tune.")
         train_idx = np.unique(cell_indices(train_indices, self.adata.n_obs))
@@ -179,6 +181,7 @@ class CoxTrainingMixin:
             Extra keyword arguments of :class:`scvi.train.Trainer` (e.g.
             ``enable_progress_bar=False``).
         """
+        self._require_cohort()
         n_obs = self.adata.n_obs
         if train_indices is not None:
             train_idx = np.unique(cell_indices(train_indices, self.adata.n_obs))
